@@ -1,0 +1,37 @@
+# Two commands: `make run` (web + worker on the embedded default, with the demo) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export FLASK_APP := relapp
+
+.PHONY: run test setup lint clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml package.json package-lock.json | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/python -m relapp.run
+
+test: setup
+	$(BIN)/python tests/setup_browser.py
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/python -m pip install --quiet ruff mypy
+	$(BIN)/ruff check relapp tests worker.py config.py
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) node_modules instance

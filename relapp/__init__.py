@@ -1,0 +1,114 @@
+"""relapp: a self-hosted release tracker. `create_app` is the one app factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import Config
+
+from .extensions import csrf, db, htmx, limiter, login_manager, migrate
+
+log = logging.getLogger(__name__)
+
+
+def _secret_key(instance: Path) -> str:
+    """A SECRET_KEY kept in the instance folder, generated on first start."""
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given in their usual form."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    """WAL, a busy timeout and BEGIN IMMEDIATE: concurrent writers wait instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, extensions, blueprints, error handlers and CLI commands."""
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("RELAPP_INSTANCE")
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=str(Path(instance_path).resolve()) if instance_path else None)
+    app.config.from_object(Config)
+    if test_config:
+        app.config.update(test_config)
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(instance)
+    url = app.config.get("SQLALCHEMY_DATABASE_URI") or f"sqlite:///{instance / 'relapp.sqlite3'}"
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
+    if url.startswith("sqlite"):
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    else:
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("pool_pre_ping", True)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    if not app.config.get("RELAPP_REPOS_DIR"):
+        app.config["RELAPP_REPOS_DIR"] = str(instance / "repos")
+    if not app.config.get("REDIS_URL"):
+        from .embedded import ensure_server
+
+        app.config["REDIS_URL"] = ensure_server(instance / "redis")
+    redis_url = app.config["REDIS_URL"]
+    storage = "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") else redis_url
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    # A Redis outage must not lock people out: limits are then skipped, and logged.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see this page."
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(db.engine)
+
+    from . import auth, cli, errors, templating
+    from .blueprints import register_blueprints
+
+    auth.init_app(app)
+    templating.init_app(app)
+    errors.init_app(app)
+    register_blueprints(app)
+    cli.init_app(app)
+    return app

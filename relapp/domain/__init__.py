@@ -1,0 +1,1 @@
+"""Pure release rules: no Flask, SQLAlchemy, Redis, subprocess or git in here."""

@@ -1,0 +1,431 @@
+"""Commit message parsing and the per-release changelog: type, scope, breaking, PR, issues, teams."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from relapp.domain.gitdata import RawCommit
+
+# Conventional-commit header. `\w+` so that `feat`, `Fix` and `wip` all parse; the type is
+# lowercased afterwards. Only the subject line is matched: body lines never count as a type
+# (commitizen scans every line and gets false positives from quoted messages).
+HEADER_RE = re.compile(r"^(?P<type>\w+)(?:\((?P<scope>[^()\r\n]*)\))?(?P<bang>!)?: (?P<desc>.+)$")
+
+# A git trailer: `Key: value`, where the key is a token, plus the one key git itself allows
+# a space in. Continuation lines start with whitespace.
+_TRAILER_RE = re.compile(r"^(?P<key>BREAKING CHANGE|[A-Za-z0-9][A-Za-z0-9-]*):\s?(?P<value>.*)$")
+_CHERRY_RE = re.compile(
+    r"^\(cherry picked from commit (?P<sha>[0-9a-fA-F]{40})\)\s*$", re.MULTILINE
+)
+_REVERTS_RE = re.compile(r"^This reverts commit (?P<sha>[0-9a-fA-F]{40})\b", re.MULTILINE)
+# PR numbers: GitHub squash suffix `(#12)`, PSR's `(pull request #12)`, GitLab `(!12)`.
+_PR_SUFFIX_RE = re.compile(r"\s*\((?:pull request )?[#!](?P<n>\d+)\)\s*$")
+_PR_MERGE_RE = re.compile(r"^Merge pull request #(?P<n>\d+) from ")
+_MR_SEE_RE = re.compile(r"^See merge request \S*!(?P<n>\d+)\s*$", re.MULTILINE)
+
+DEFAULT_ISSUE_PATTERN = r"[A-Z][A-Z0-9]+-\d+"
+# A user-configured regex runs in Python's backtracking engine; capping what it reads keeps
+# a pathological pattern from spending minutes on a huge squash message.
+MAX_SCANNED_CHARS = 64 * 1024
+MAX_PATTERN_CHARS = 500
+
+OTHER_TEAM = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """What one commit message says about itself."""
+
+    type: str | None  # lowercased conventional type, None when the subject is not conventional
+    scope: str | None
+    breaking: bool
+    description: str  # the header's description, or the whole subject; PR suffix removed
+    trailers: tuple[tuple[str, str], ...]
+    pr: int | None
+    co_authors: tuple[str, ...]
+    cherry_picked_from: str | None  # the first (original) `-x` source sha
+    reverts: str | None  # full sha named by `This reverts commit <sha>.`
+
+
+def _trailer_block(message: str) -> tuple[tuple[str, str], ...]:
+    """Parse the last paragraph as git trailers when it is one (the subject never is)."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", message.strip("\n")) if p.strip()]
+    if len(paragraphs) < 2:
+        return ()
+    trailers: list[tuple[str, str]] = []
+    for line in paragraphs[-1].splitlines():
+        if not line.strip():
+            continue
+        if line[0] in " \t" and trailers:  # folded continuation of the previous value
+            key, value = trailers[-1]
+            trailers[-1] = (key, f"{value} {line.strip()}")
+            continue
+        if _CHERRY_RE.match(line):  # git appends this inside the trailer block
+            continue
+        m = _TRAILER_RE.match(line)
+        if m is None:
+            # Like git: a paragraph with prose in it is body text, not trailers.
+            return ()
+        trailers.append((m["key"], m["value"].strip()))
+    return tuple(trailers)
+
+
+def _pr_number(subject: str, message: str) -> int | None:
+    for rx, text in ((_PR_MERGE_RE, subject), (_PR_SUFFIX_RE, subject), (_MR_SEE_RE, message)):
+        m = rx.search(text)
+        if m is not None:
+            return int(m["n"])
+    return None
+
+
+def parse_message(message: str) -> ParsedMessage:
+    """Parse a full commit message (subject, body, trailers) into a ParsedMessage."""
+    message = message.replace("\r\n", "\n")  # messages written on Windows keep their CRs
+    subject = message.split("\n", 1)[0].strip()
+    trailers = _trailer_block(message)
+    m = HEADER_RE.match(subject)
+    ctype: str | None = None
+    scope: str | None = None
+    bang = False
+    description = subject
+    if m is not None:
+        ctype = m["type"].lower()
+        if m["scope"] is not None:
+            scope = m["scope"].strip() or None
+        bang = m["bang"] is not None
+        description = m["desc"].strip()
+    description = _PR_SUFFIX_RE.sub("", description).strip() or description
+    breaking = bang or any(k.upper() in ("BREAKING CHANGE", "BREAKING-CHANGE") for k, _ in trailers)
+    co_authors = tuple(v for k, v in trailers if k.lower() == "co-authored-by" and v)
+    picked = _CHERRY_RE.search(message)
+    reverts: str | None = None
+    if subject.lower().startswith("revert") or ctype == "revert":
+        r = _REVERTS_RE.search(message)
+        reverts = r["sha"].lower() if r else None
+    return ParsedMessage(
+        type=ctype,
+        scope=scope,
+        breaking=breaking,
+        description=description,
+        trailers=trailers,
+        pr=_pr_number(subject, message),
+        co_authors=co_authors,
+        cherry_picked_from=picked["sha"].lower() if picked else None,
+        reverts=reverts,
+    )
+
+
+def compile_issue_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a project's issue-key regex, or raise ValueError with a sentence saying what to fix."""
+    if not pattern:
+        raise ValueError("The issue key pattern is empty; set it to a regex such as [A-Z]+-\\d+.")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(
+            f"The issue key pattern is longer than {MAX_PATTERN_CHARS} characters; shorten it."
+        )
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(
+            f"The issue key pattern {pattern!r} is not a valid regular expression ({exc}); fix it "
+            "in the project configuration."
+        ) from exc
+    if rx.search("") is not None:
+        raise ValueError(
+            f"The issue key pattern {pattern!r} matches the empty string; make it require at least "
+            "one character, e.g. [A-Z]+-\\d+."
+        )
+    return rx
+
+
+def issue_keys(message: str, pattern: str = DEFAULT_ISSUE_PATTERN) -> tuple[str, ...]:
+    """Return the issue keys the pattern finds in a message, unique, in order of appearance."""
+    return _issue_keys(message, compile_issue_pattern(pattern))
+
+
+def _issue_keys(message: str, rx: re.Pattern[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for m in rx.finditer(message[:MAX_SCANNED_CHARS]):
+        seen.setdefault(m.group(0), None)
+    return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team and the path prefixes (directories or files) it owns."""
+
+    name: str
+    paths: tuple[str, ...]
+
+
+def _owns(prefix: str, path: str) -> bool:
+    # Directory semantics: `src/api` owns `src/api/x.py` but not `src/apix/y.py`; an empty
+    # prefix (or "/") owns the whole tree.
+    p = prefix.strip("/")
+    return p == "" or path == p or path.startswith(p + "/")
+
+
+def teams_for(files: Sequence[str], teams: Sequence[Team]) -> tuple[str, ...]:
+    """Return the teams (in configured order) whose paths a commit touches, or ("other",)."""
+    names = tuple(t.name for t in teams if any(_owns(p, f) for p in t.paths for f in files))
+    return names or (OTHER_TEAM,)
+
+
+class Section(StrEnum):
+    """Changelog sections, in the order they are shown."""
+
+    BREAKING = "Breaking changes"
+    FEATURES = "Features"
+    FIXES = "Fixes"
+    PERFORMANCE = "Performance"
+    REVERTS = "Reverts"
+    OTHER = "Other"
+
+
+SECTION_ORDER: tuple[Section, ...] = tuple(Section)
+_TYPE_SECTION = {
+    "feat": Section.FEATURES,
+    "fix": Section.FIXES,
+    "perf": Section.PERFORMANCE,
+    "revert": Section.REVERTS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogEntry:
+    """One non-merge commit of a release, as the changelog shows it."""
+
+    sha: str
+    short_sha: str
+    type: str | None
+    scope: str | None
+    breaking: bool
+    description: str
+    subject: str
+    pr: int | None
+    issues: tuple[str, ...]
+    author: str
+    author_email: str
+    co_authors: tuple[str, ...]
+    teams: tuple[str, ...]
+    cherry_picked_from: str | None
+
+    @property
+    def section(self) -> Section:
+        """The section this entry is listed under (breaking wins over its type)."""
+        if self.breaking:
+            return Section.BREAKING
+        return _TYPE_SECTION.get(self.type or "", Section.OTHER)
+
+
+@dataclass(frozen=True)
+class Changelog:
+    """All entries of a commit range, and the same entries grouped by team then section."""
+
+    entries: tuple[ChangelogEntry, ...]
+    by_team: Mapping[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]]
+    non_conventional_count: int
+    merge_count: int
+    cancelled_reverts: tuple[str, ...]  # shas of revert pairs that cancelled inside the range
+
+
+def effective_commits(
+    commits: Sequence[RawCommit],
+) -> tuple[tuple[RawCommit, ...], tuple[str, ...]]:
+    """Drop revert pairs that cancel inside the range; return (kept commits, dropped shas).
+
+    A revert cancels with its target when both are in the range. A revert that is itself
+    reverted is not effective, so "reapply" chains (T, revert T, revert of that) keep T.
+    """
+    by_sha = {c.sha.lower(): c for c in commits}
+    targets = {s: parse_message(c.message).reverts for s, c in by_sha.items()}
+    reverted_by: dict[str, list[str]] = {}
+    for sha, target in targets.items():
+        if target is not None and target in by_sha:
+            reverted_by.setdefault(target, []).append(sha)
+
+    alive: dict[str, bool] = {}
+
+    def is_alive(sha: str) -> bool:
+        # Iterative DFS: revert chains are short, but a recursive walk has no business in a
+        # pure function that may be handed a pathological history.
+        stack = [sha]
+        while stack:
+            cur = stack[-1]
+            pending = [r for r in reverted_by.get(cur, ()) if r not in alive]
+            if pending:
+                for r in pending:
+                    if r in stack:  # a cycle cannot come from git; treat the edge as absent
+                        alive[r] = True
+                    else:
+                        stack.append(r)
+                continue
+            stack.pop()
+            alive[cur] = not any(alive[r] for r in reverted_by.get(cur, ()))
+        return alive[sha]
+
+    dropped: set[str] = set()
+    for sha in by_sha:
+        if not is_alive(sha):
+            dropped.add(sha)  # reverted by an effective revert inside the range
+        target = targets[sha]
+        if target is not None and target in by_sha and is_alive(sha):
+            dropped.add(sha)  # an effective revert whose target is here: the pair cancels
+    kept = tuple(c for c in commits if c.sha.lower() not in dropped)
+    return kept, tuple(c.sha for c in commits if c.sha.lower() in dropped)
+
+
+def _entry(commit: RawCommit, teams: Sequence[Team], rx: re.Pattern[str]) -> ChangelogEntry:
+    parsed = parse_message(commit.message)
+    ctype = parsed.type
+    if parsed.reverts is not None:
+        ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
+    return ChangelogEntry(
+        sha=commit.sha,
+        short_sha=commit.sha[:7],
+        type=ctype,
+        scope=parsed.scope,
+        breaking=parsed.breaking,
+        description=parsed.description,
+        subject=commit.subject,
+        pr=parsed.pr,
+        issues=_issue_keys(commit.message, rx),
+        author=commit.author_name,
+        author_email=commit.author_email,
+        co_authors=parsed.co_authors,
+        teams=teams_for(commit.files, teams),
+        cherry_picked_from=parsed.cherry_picked_from,
+    )
+
+
+def build_changelog(
+    commits: Sequence[RawCommit],
+    teams: Sequence[Team],
+    issue_pattern: str = DEFAULT_ISSUE_PATTERN,
+) -> Changelog:
+    """Build the changelog of exactly these commits (the caller's `rev-list <tag> ^<prev>`)."""
+    rx = compile_issue_pattern(issue_pattern)
+    kept, cancelled = effective_commits(commits)
+    merges = [c for c in kept if len(c.parents) > 1]
+    entries = tuple(_entry(c, teams, rx) for c in kept if len(c.parents) <= 1)
+
+    team_order = [t.name for t in teams] + [OTHER_TEAM]
+    by_team: dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]] = {}
+    for team in dict.fromkeys(team_order):
+        mine = [e for e in entries if team in e.teams]
+        if not mine:
+            continue
+        by_team[team] = tuple(
+            (section, tuple(e for e in mine if e.section is section))
+            for section in SECTION_ORDER
+            if any(e.section is section for e in mine)
+        )
+    return Changelog(
+        entries=entries,
+        by_team=by_team,
+        non_conventional_count=sum(1 for e in entries if e.type is None),
+        merge_count=len(merges),
+        cancelled_reverts=cancelled,
+    )
+
+
+def _issue_link(key: str, template: str | None) -> str:
+    # str.replace, not str.format: a template is user configuration and may hold other braces.
+    return f"[{key}]({template.replace('{key}', key)})" if template else key
+
+
+def entry_markdown(entry: ChangelogEntry, issue_url_template: str | None = None) -> str:
+    """Render one entry as a Markdown list item."""
+    scope = f"**{entry.scope}:** " if entry.scope else ""
+    refs = [f"`{entry.short_sha}`"]
+    if entry.pr is not None:
+        refs.append(f"#{entry.pr}")
+    refs.extend(_issue_link(k, issue_url_template) for k in entry.issues)
+    who = ", ".join((entry.author, *entry.co_authors))
+    return f"- {scope}{entry.description} ({', '.join(refs)}) — {who}"
+
+
+def to_markdown(changelog: Changelog, *, title: str, issue_url_template: str | None = None) -> str:
+    """Render a changelog as Markdown: a title, a heading per team, a sub-heading per section."""
+    lines = [f"# {title}", ""]
+    if not changelog.entries:
+        lines += ["_No changes._", ""]
+    for team, sections in changelog.by_team.items():
+        lines += [f"## {team}", ""]
+        for section, entries in sections:
+            lines += [f"### {section.value}", ""]
+            lines += [entry_markdown(e, issue_url_template) for e in entries]
+            lines.append("")
+    if changelog.non_conventional_count:
+        n = changelog.non_conventional_count
+        lines += [f"_{n} commit{'s' if n != 1 else ''} without a conventional-commit type._", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def to_json(changelog: Changelog) -> dict[str, Any]:
+    """Return a JSON-serialisable dict of the changelog (entries once, teams refer to shas)."""
+    return {
+        "entries": [
+            {
+                "sha": e.sha,
+                "short_sha": e.short_sha,
+                "type": e.type,
+                "scope": e.scope,
+                "breaking": e.breaking,
+                "section": e.section.value,
+                "description": e.description,
+                "subject": e.subject,
+                "pr": e.pr,
+                "issues": list(e.issues),
+                "author": e.author,
+                "author_email": e.author_email,
+                "co_authors": list(e.co_authors),
+                "teams": list(e.teams),
+                "cherry_picked_from": e.cherry_picked_from,
+            }
+            for e in changelog.entries
+        ],
+        "by_team": {
+            team: [{"section": s.value, "shas": [e.sha for e in es]} for s, es in sections]
+            for team, sections in changelog.by_team.items()
+        },
+        "non_conventional_count": changelog.non_conventional_count,
+        "merge_count": changelog.merge_count,
+        "cancelled_reverts": list(changelog.cancelled_reverts),
+    }
+
+
+class FixPresence(StrEnum):
+    """Whether a hotfix commit is also on main, and how we know."""
+
+    SAME_COMMIT = "same commit"  # the very commit is reachable from main
+    BY_TRAILER = "by trailer"  # its `cherry picked from commit` source is on main
+    BY_PATCH_ID = "by patch id"  # a commit on main has the same `git patch-id --stable`
+    MISSING = "missing"
+
+
+def fix_on_main(
+    fixes: Sequence[RawCommit],
+    *,
+    main_shas: Container[str],
+    fix_patch_ids: Mapping[str, str],
+    main_patch_ids: Container[str],
+) -> dict[str, FixPresence]:
+    """For each hotfix commit, say whether main has it: same commit, by -x trailer, by patch id."""
+    result: dict[str, FixPresence] = {}
+    for fix in fixes:
+        picked = _CHERRY_RE.findall(fix.message)  # every hop of a chained -x pick
+        patch_id = fix_patch_ids.get(fix.sha)
+        if fix.sha in main_shas:
+            result[fix.sha] = FixPresence.SAME_COMMIT
+        elif any(s.lower() in main_shas for s in picked):
+            result[fix.sha] = FixPresence.BY_TRAILER
+        elif patch_id is not None and patch_id in main_patch_ids:
+            result[fix.sha] = FixPresence.BY_PATCH_ID
+        else:
+            result[fix.sha] = FixPresence.MISSING
+    return result

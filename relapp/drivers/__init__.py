@@ -1,0 +1,31 @@
+"""Deploy drivers (command, webhook, manual) behind one small interface."""
+
+from __future__ import annotations
+
+from relapp.drivers.base import (
+    DeployContext,
+    Driver,
+    DriverConfigError,
+    DriverResult,
+    Outcome,
+    build_driver,
+    mask,
+    secrets_of,
+)
+from relapp.drivers.netguard import BlockedTarget, check_url
+from relapp.drivers.webhook import sign, verify
+
+__all__ = [
+    "BlockedTarget",
+    "DeployContext",
+    "Driver",
+    "DriverConfigError",
+    "DriverResult",
+    "Outcome",
+    "build_driver",
+    "check_url",
+    "mask",
+    "secrets_of",
+    "sign",
+    "verify",
+]

@@ -1,0 +1,157 @@
+"""The deploy driver interface: the context a driver gets, the result it returns, and its factory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+# The fields a template may name; anything else in braces that looks like a name is a config error
+# (command) or left alone (manual instructions).
+TEMPLATE_FIELDS = ("version", "tag", "sha", "environment", "project", "deployment_id")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "****"
+MIN_SECRET_LEN = 4
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    """Everything a driver knows about the deploy it performs, as plain values."""
+
+    deployment_id: int
+    attempt: int
+    project: str
+    environment: str
+    version: str
+    tag: str
+    sha: str
+    # Where a CD system reports back; the webhook driver puts it in its payload.
+    callback_url: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """Return the template fields of this deploy as strings."""
+        return {
+            "version": self.version,
+            "tag": self.tag,
+            "sha": self.sha,
+            "environment": self.environment,
+            "project": self.project,
+            "deployment_id": str(self.deployment_id),
+        }
+
+
+class Outcome(Enum):
+    """How a driver run ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    WAITING = "waiting"  # the deploy goes on elsewhere; a person or a callback ends it
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    """The outcome of one driver run with a one-sentence explanation."""
+
+    outcome: Outcome
+    message: str = ""
+
+
+class Driver(Protocol):
+    """Something that performs a deploy, streaming log lines and polling for a stop request."""
+
+    def run(
+        self, ctx: DeployContext, log: Callable[[str], None], should_stop: Callable[[], bool]
+    ) -> DriverResult:
+        """Perform the deploy described by ctx."""
+        ...
+
+
+class DriverConfigError(ValueError):
+    """A driver's settings are invalid; the message is a sentence naming the bad key."""
+
+
+def placeholders(template: str) -> list[str]:
+    """Return the placeholder names used in a template string, in order."""
+    return _PLACEHOLDER.findall(template)
+
+
+def render(template: str, fields: Mapping[str, str]) -> str:
+    """Replace known {field} placeholders in one pass, leaving everything else literal.
+
+    One pass matters: a value that itself contains "{tag}" must not be expanded again.
+    """
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return fields[name] if name in fields else match.group(0)
+
+    return _PLACEHOLDER.sub(repl, template)
+
+
+def mask(line: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret (non-empty, at least 4 characters) with ****."""
+    # Longest first, so a secret that contains a shorter one is masked whole.
+    for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
+        line = line.replace(secret, MASK)
+    return line
+
+
+def mask_cut_tail(text: str, secrets: Iterable[str]) -> str:
+    """Mask secrets in a truncated text, including a secret cut in half by the truncation."""
+    text = mask(text, secrets)
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_LEN:
+            continue
+        for k in range(len(secret) - 1, 0, -1):
+            if text.endswith(secret[:k]):
+                return text[: len(text) - k] + MASK
+    return text
+
+
+def secrets_of(settings: Mapping[str, Any]) -> list[str]:
+    """Return the secret values configured for a driver, for masking logs."""
+    found: list[str] = []
+    kind = settings.get("kind")
+    if kind == "command":
+        secrets = settings.get("secrets")
+        if isinstance(secrets, Mapping):
+            found = [v for v in secrets.values() if isinstance(v, str) and v]
+    elif kind == "webhook":
+        secret = settings.get("secret")
+        if isinstance(secret, str) and secret:
+            found = [secret]
+    return found
+
+
+def check_keys(settings: Mapping[str, Any], kind: str, allowed: Iterable[str]) -> None:
+    """Refuse settings keys the driver does not know (a typo must not silently drop a setting)."""
+    known = {"kind", *allowed}
+    for key in settings:
+        if key not in known:
+            raise DriverConfigError(
+                f"Unknown setting {key!r} for the {kind} driver; "
+                f"expected one of: {', '.join(sorted(known))}."
+            )
+
+
+def build_driver(settings: Mapping[str, Any]) -> Driver:
+    """Build a driver from its TOML settings ({"kind": "command"|"webhook"|"manual", ...})."""
+    # Imported here because the driver modules import this one.
+    from relapp.drivers.command import CommandDriver
+    from relapp.drivers.manual import ManualDriver
+    from relapp.drivers.webhook import WebhookDriver
+
+    if not isinstance(settings, Mapping):
+        raise DriverConfigError("Driver settings must be a table with a 'kind' key.")
+    kind = settings.get("kind")
+    if kind == "command":
+        return CommandDriver.from_settings(settings)
+    if kind == "webhook":
+        return WebhookDriver.from_settings(settings)
+    if kind == "manual":
+        return ManualDriver.from_settings(settings)
+    raise DriverConfigError(
+        f"Setting 'kind' must be one of 'command', 'webhook' or 'manual', not {kind!r}."
+    )

@@ -1,0 +1,141 @@
+"""Error answers: problem+json under /api, a page (or an htmx fragment) elsewhere; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error a user can cause or fix, with its HTTP status and a sentence saying what to do."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, status: int | None = None, code: str | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+TITLES = {
+    400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
+    405: "Method not allowed", 409: "Refused", 413: "Too large", 422: "Cannot process",
+    429: "Too many requests", 500: "Internal error", 503: "Unavailable",
+}
+
+
+def problem(status: int, detail: str, *, code: str | None = None, **extra: Any) -> Response:
+    """An RFC 9457 problem+json response."""
+    body = {"type": f"about:blank#{code}" if code else "about:blank",
+            "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/slack/")
+
+
+def error_response(status: int, detail: str, *, code: str | None = None, **extra: Any) -> Any:
+    """The right shape of error for the caller: problem+json, an htmx fragment, or a page."""
+    if wants_json():
+        return problem(status, detail, code=code, **extra)
+    if request.headers.get("HX-Request"):
+        html = render_template("_error.html", status=status, detail=detail, title=TITLES.get(status))
+        response = Response(html, status=status)
+        # htmx does not swap 4xx answers by default; show the sentence in the page's alert area.
+        response.headers["HX-Retarget"] = "#alerts"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return render_template("error.html", status=status, detail=detail,
+                           title=TITLES.get(status, "Error")), status
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Any:
+        db.session.rollback()
+        return error_response(exc.status, exc.detail, code=exc.code, **exc.extra)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Any:
+        db.session.rollback()
+        detail = ("The form was missing its security token or it expired. Reload the page and try "
+                  "again; nothing was changed.")
+        if request.headers.get("HX-Request"):
+            response = error_response(400, detail, code="csrf")
+            response.headers["HX-Refresh"] = "true"
+            return response
+        return error_response(400, detail, code="csrf")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        detail = exc.description or TITLES.get(status, "Error")
+        if status == 404 and not exc.description:
+            detail = "There is nothing at this address."
+        response = error_response(status, detail)
+        if status == 401 and wants_json():
+            response.headers["WWW-Authenticate"] = 'Bearer realm="relapp"'
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError) -> Any:
+        log.error("database error: %s", exc.__class__.__name__)
+        db.session.rollback()
+        return error_response(503, "The database cannot be reached right now; nothing was "
+                                   "changed. Try again in a moment.", code="database_unavailable")
+
+    @app.errorhandler(RedisError)
+    def redis_down(exc: RedisError) -> Any:
+        log.error("redis error: %s", exc.__class__.__name__)
+        return error_response(503, "The job queue (Redis) cannot be reached right now. Try again "
+                                   "in a moment.", code="redis_unavailable")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error")
+        db.session.rollback()
+        return error_response(500, "Something went wrong on our side; nothing was changed. The "
+                                   "error was logged.", code="internal")

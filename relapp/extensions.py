@@ -1,0 +1,59 @@
+"""Unbound Flask extensions and the runtime clients (Redis, the RQ queue) kept in app.extensions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+from sqlalchemy import MetaData
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq import Queue
+
+# Named constraints so Alembic migrations are stable on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = Htmx()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def get_redis() -> Redis:
+    """The app's Redis client, made once per app from REDIS_URL (or the embedded server)."""
+    client = current_app.extensions.get("relapp.redis")
+    if client is None:
+        from redis import Redis
+
+        client = Redis.from_url(
+            current_app.config["REDIS_URL"], socket_connect_timeout=3, socket_timeout=10
+        )
+        current_app.extensions["relapp.redis"] = client
+    return client
+
+
+def get_queue() -> Queue:
+    """The RQ queue that carries git and deploy jobs, bound to get_redis() explicitly."""
+    queue = current_app.extensions.get("relapp.queue")
+    if queue is None:
+        from rq import Queue
+
+        queue = Queue(current_app.config["RQ_QUEUE"], connection=get_redis())
+        current_app.extensions["relapp.queue"] = queue
+    return queue

@@ -1,0 +1,120 @@
+"""Projects, environments and teams from the configuration file, and lookups by key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..errors import NotFound, ServiceError
+from ..extensions import db
+from ..models import Deployment, Environment, Project, Team, User
+from ..settings import ProjectSettings
+from . import audit
+
+PROJECT_FIELDS = {
+    "name": "name", "remote_url": "remote", "main_branch": "main_branch",
+    "tag_template": "tag_template", "release_branch_template": "release_branch_template",
+    "baseline_version": "baseline", "issue_key_pattern": "issue_key_pattern",
+    "issue_url_template": "issue_url_template", "timezone": "timezone", "train_cron": "train_cron",
+}
+
+
+def _env_values(position: int, env: Any) -> dict[str, Any]:
+    return {
+        "position": position, "requires_go_from": env.requires_go_from,
+        "deploy_roles": list(env.deploy_roles), "decide_roles": list(env.decide_roles),
+        "separation_of_duties": env.separation_of_duties, "driver": env.driver,
+        "version_url": env.version_url,
+    }
+
+
+def _apply(row: Any, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    changes = {}
+    for attr, value in values.items():
+        old = getattr(row, attr)
+        if old != value:
+            changes[attr] = (old, value)
+            setattr(row, attr, value)
+    return changes
+
+
+def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | None = "cli") -> list[str]:
+    """Load parsed settings into the database idempotently; return one line per change made."""
+    changes: list[str] = []
+    try:
+        for settings in projects:
+            project = db.session.scalar(select(Project).where(Project.key == settings.key))
+            values = {attr: getattr(settings, name) for attr, name in PROJECT_FIELDS.items()}
+            values["ignore_tags"] = list(settings.ignore_tags)
+            if project is None:
+                project = Project(key=settings.key, **values)
+                db.session.add(project)
+                db.session.flush()
+                changes.append(f"project {settings.key}: created")
+                audit.record(actor, "project.create", project_id=project.id, target=f"project:{settings.key}", after={k: str(v) for k, v in values.items()})
+            else:
+                diff = _apply(project, values)
+                if diff:
+                    changes.append(f"project {settings.key}: changed {', '.join(sorted(diff))}")
+                    audit.record(actor, "project.update", project_id=project.id, target=f"project:{settings.key}",
+                                 before={k: str(v[0]) for k, v in diff.items()}, after={k: str(v[1]) for k, v in diff.items()})
+            existing = {env.name: env for env in db.session.scalars(select(Environment).where(Environment.project_id == project.id))}
+            # Park positions first so re-ordering never trips over itself.
+            for position, env_settings in enumerate(settings.environments):
+                env = existing.pop(env_settings.name, None)
+                values = _env_values(position, env_settings)
+                if env is None:
+                    db.session.add(Environment(project_id=project.id, name=env_settings.name, **values))
+                    changes.append(f"environment {settings.key}/{env_settings.name}: created")
+                    audit.record(actor, "environment.create", project_id=project.id, target=f"environment:{settings.key}/{env_settings.name}", after={k: v for k, v in values.items() if k != "driver"})
+                else:
+                    diff = _apply(env, values)
+                    if diff:
+                        changes.append(f"environment {settings.key}/{env.name}: changed {', '.join(sorted(diff))}")
+                        audit.record(actor, "environment.update", project_id=project.id, target=f"environment:{settings.key}/{env.name}",
+                                     before={k: v[0] for k, v in diff.items() if k != "driver"}, after={k: v[1] for k, v in diff.items() if k != "driver"},
+                                     detail="driver changed" if "driver" in diff else "")
+            for name, env in existing.items():
+                used = db.session.scalar(select(func.count()).select_from(Deployment).where(Deployment.environment_id == env.id))
+                if used:
+                    raise ServiceError(f"Environment {settings.key}/{name} has {used} deployments and cannot be removed; keep it in the file.")
+                db.session.delete(env)
+                changes.append(f"environment {settings.key}/{name}: removed")
+                audit.record(actor, "environment.delete", project_id=project.id, target=f"environment:{settings.key}/{name}")
+            teams = {team.name: team for team in db.session.scalars(select(Team).where(Team.project_id == project.id))}
+            for team_settings in settings.teams:
+                team = teams.pop(team_settings.name, None)
+                if team is None:
+                    db.session.add(Team(project_id=project.id, name=team_settings.name, paths=list(team_settings.paths)))
+                    changes.append(f"team {settings.key}/{team_settings.name}: created")
+                elif team.paths != list(team_settings.paths):
+                    team.paths = list(team_settings.paths)
+                    changes.append(f"team {settings.key}/{team.name}: changed paths")
+            for name, team in teams.items():
+                db.session.delete(team)
+                changes.append(f"team {settings.key}/{name}: removed")
+        if changes:
+            audit.record(actor, "config.sync", detail="\n".join(changes))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return changes
+
+
+def get_project(key: str) -> Project:
+    """The project with this key, or NotFound with a sentence."""
+    project = db.session.scalar(select(Project).where(Project.key == key)) if key and len(key) <= 64 else None
+    if project is None:
+        raise NotFound(f"There is no project '{key[:64]}'. See GET /api/v1/projects for the list.")
+    return project
+
+
+def get_environment(project: Project, name: str) -> Environment:
+    """The project's environment with this name, or NotFound naming the ones that exist."""
+    for env in project.environments:
+        if env.name == name:
+            return env
+    names = ", ".join(env.name for env in project.environments)
+    raise NotFound(f"Project {project.key} has no environment '{str(name)[:64]}'; it has: {names}.")

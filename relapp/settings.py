@@ -1,0 +1,270 @@
+"""Configuration as code: parse and check the TOML file of projects, environments and teams.
+
+Parsing is pure: it turns text into frozen records or a `SettingsError` that names the line and
+the key. Loading the records into the database is `services.sync_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ROLES = ("viewer", "qa", "engineer", "release", "admin")
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DRIVER_KINDS = ("command", "webhook", "manual")
+
+
+class SettingsError(ValueError):
+    """A malformed configuration file: the message names the line and the key."""
+
+
+@dataclass(frozen=True)
+class TeamSettings:
+    name: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    name: str
+    requires_go_from: str | None
+    deploy_roles: tuple[str, ...]
+    decide_roles: tuple[str, ...]
+    separation_of_duties: bool
+    driver: dict[str, Any]
+    version_url: str | None
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    key: str
+    name: str
+    remote: str
+    main_branch: str = "main"
+    tag_template: str = "v{version}"
+    release_branch_template: str = "release/{major}.{minor}"
+    baseline: str = "0.1.0"
+    issue_key_pattern: str = r"[A-Z][A-Z0-9]+-\d+"
+    issue_url_template: str = ""
+    ignore_tags: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    train_cron: str | None = None
+    environments: tuple[EnvironmentSettings, ...] = ()
+    teams: tuple[TeamSettings, ...] = field(default_factory=tuple)
+
+
+def _line_of(text: str, path: str) -> int | None:
+    """Best-effort line of a dotted key path like projects[0].environments[1].driver.kind."""
+    pos = 0
+    found = None
+    names: list[str] = []
+    for part in path.split("."):
+        match = re.fullmatch(r"([\w-]+)(?:\[(\d+)\])?", part)
+        if not match:
+            return found
+        name, index = match.group(1), match.group(2)
+        names.append(name)
+        if index is not None:
+            header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(names))}\s*\]\]", re.M)
+            hits = list(header.finditer(text, pos))
+            if len(hits) <= int(index):
+                return found
+            pos = hits[int(index)].end()
+        else:
+            key = re.compile(rf"(^|[{{,]|\s)\"?{re.escape(name)}\"?\s*=", re.M)
+            hit = key.search(text, pos)
+            if hit is None:
+                return found
+            pos = hit.end()
+        found = text[:pos].count("\n") + 1
+    return found
+
+
+class _Checker:
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+
+    def fail(self, path: str, message: str) -> SettingsError:
+        line = _line_of(self.text, path)
+        where = f"{self.source}, line {line}" if line else self.source
+        return SettingsError(f"{where}: {path}: {message}")
+
+    def table(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, "must be a table")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(f"{path}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, table: dict[str, Any], key: str, path: str, *, default: str | None = None,
+               required: bool = False, max_len: int = 1000) -> str | None:
+        if key not in table:
+            if required:
+                raise self.fail(path, f"missing required key '{key}'")
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            raise self.fail(f"{path}.{key}", "must be a string")
+        if len(value) > max_len or any(ord(c) < 32 for c in value):
+            raise self.fail(f"{path}.{key}", f"must be at most {max_len} printable characters")
+        return value
+
+    def strings(self, table: dict[str, Any], key: str, path: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{path}.{key}", "must be a list of strings")
+        return tuple(value)
+
+    def roles(self, table: dict[str, Any], key: str, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        values = self.strings(table, key, path, default)
+        bad = [v for v in values if v not in ROLES]
+        if bad:
+            raise self.fail(f"{path}.{key}", f"unknown role '{bad[0]}' (roles: {', '.join(ROLES)})")
+        return values
+
+    def regex(self, value: str, path: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise self.fail(path, f"is not a valid regular expression: {exc}") from None
+        return value
+
+
+def parse(text: str, *, source: str = "config", base_dir: Path | None = None) -> tuple[ProjectSettings, ...]:
+    """Parse and check a configuration text; raise SettingsError naming the line and key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    check = _Checker(text, source)
+    check.table(data, "(top level)", {"projects"})
+    raw_projects = data.get("projects")
+    if not isinstance(raw_projects, list) or not raw_projects:
+        raise check.fail("projects", "at least one [[projects]] table is needed")
+    projects = []
+    seen: set[str] = set()
+    for p_index, raw in enumerate(raw_projects):
+        path = f"projects[{p_index}]"
+        table = check.table(raw, path, {
+            "key", "name", "remote", "main_branch", "tag_template", "release_branch_template",
+            "baseline", "issue_key_pattern", "issue_url_template", "ignore_tags", "timezone",
+            "train", "environments", "teams"})
+        key = check.string(table, "key", path, required=True, max_len=63) or ""
+        if not KEY_RE.match(key):
+            raise check.fail(f"{path}.key", "must be lower-case letters, digits, '-' or '_'")
+        if key in seen:
+            raise check.fail(f"{path}.key", f"project '{key}' is defined twice")
+        seen.add(key)
+        remote = check.string(table, "remote", path, required=True) or ""
+        if remote.startswith("-") or "::" in remote:
+            raise check.fail(f"{path}.remote", "is not an allowed remote URL")
+        if base_dir is not None and "://" not in remote and not re.match(r"^[\w.-]+@[\w.-]+:", remote):
+            remote = str((base_dir / remote).resolve())
+        tag_template = check.string(table, "tag_template", path, default="v{version}") or ""
+        if tag_template.count("{version}") != 1 or re.search(r"[\s~^:?*\[\\]|\.\.|@\{", tag_template):
+            raise check.fail(f"{path}.tag_template", "must contain {version} once and only characters allowed in a tag name")
+        branch_template = check.string(table, "release_branch_template", path, default="release/{major}.{minor}") or ""
+        if "{major}" not in branch_template or "{minor}" not in branch_template:
+            raise check.fail(f"{path}.release_branch_template", "must contain {major} and {minor}")
+        baseline = check.string(table, "baseline", path, default="0.1.0") or ""
+        if not re.fullmatch(r"\d+\.\d+\.\d+", baseline):
+            raise check.fail(f"{path}.baseline", "must be a version like 0.1.0")
+        issue_pattern = check.regex(check.string(table, "issue_key_pattern", path, default=r"[A-Z][A-Z0-9]+-\d+") or "", f"{path}.issue_key_pattern")
+        issue_url = check.string(table, "issue_url_template", path, default="") or ""
+        if issue_url and ("{key}" not in issue_url or not issue_url.startswith(("https://", "http://"))):
+            raise check.fail(f"{path}.issue_url_template", "must be an http(s) URL containing {key}")
+        ignore = tuple(check.regex(p, f"{path}.ignore_tags") for p in check.strings(table, "ignore_tags", path))
+        tz = check.string(table, "timezone", path, default="UTC") or "UTC"
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise check.fail(f"{path}.timezone", f"unknown time zone '{tz}'") from None
+        train_cron = None
+        if "train" in table:
+            train = check.table(table["train"], f"{path}.train", {"cron"})
+            train_cron = check.string(train, "cron", f"{path}.train", required=True, max_len=100)
+            if train_cron is not None and len(train_cron.split()) != 5:
+                raise check.fail(f"{path}.train.cron", "must be a five-field cron expression like '0 10 * * MON'")
+        envs = _environments(check, table.get("environments"), path)
+        teams = _teams(check, table.get("teams", []), path)
+        projects.append(ProjectSettings(
+            key=key, name=check.string(table, "name", path, default=key) or key, remote=remote,
+            main_branch=check.string(table, "main_branch", path, default="main", max_len=200) or "main",
+            tag_template=tag_template, release_branch_template=branch_template, baseline=baseline,
+            issue_key_pattern=issue_pattern, issue_url_template=issue_url, ignore_tags=ignore,
+            timezone=tz, train_cron=train_cron, environments=envs, teams=teams))
+    return tuple(projects)
+
+
+def _environments(check: _Checker, raw: Any, path: str) -> tuple[EnvironmentSettings, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise check.fail(f"{path}.environments", "at least one [[projects.environments]] table is needed")
+    envs: list[EnvironmentSettings] = []
+    names: list[str] = []
+    for index, item in enumerate(raw):
+        epath = f"{path}.environments[{index}]"
+        table = check.table(item, epath, {
+            "name", "requires_go_from", "deploy_roles", "decide_roles", "separation_of_duties",
+            "driver", "version_url"})
+        name = check.string(table, "name", epath, required=True, max_len=63) or ""
+        if not KEY_RE.match(name):
+            raise check.fail(f"{epath}.name", "must be lower-case letters, digits, '-' or '_'")
+        if name in names:
+            raise check.fail(f"{epath}.name", f"environment '{name}' is defined twice")
+        requires = check.string(table, "requires_go_from", epath, default=None)
+        if requires is not None and requires not in names:
+            raise check.fail(f"{epath}.requires_go_from", f"must name an earlier environment (one of: {', '.join(names) or 'none'})")
+        sod = table.get("separation_of_duties", False)
+        if not isinstance(sod, bool):
+            raise check.fail(f"{epath}.separation_of_duties", "must be true or false")
+        driver = table.get("driver", {"kind": "manual"})
+        if not isinstance(driver, dict):
+            raise check.fail(f"{epath}.driver", "must be a table")
+        kind = driver.get("kind")
+        if kind not in DRIVER_KINDS:
+            raise check.fail(f"{epath}.driver.kind", f"must be one of: {', '.join(DRIVER_KINDS)}")
+        version_url = check.string(table, "version_url", epath, default=None)
+        if version_url is not None and not version_url.startswith(("http://", "https://")):
+            raise check.fail(f"{epath}.version_url", "must be an http(s) URL")
+        names.append(name)
+        envs.append(EnvironmentSettings(
+            name=name, requires_go_from=requires,
+            deploy_roles=check.roles(table, "deploy_roles", epath, ("engineer", "release", "admin")),
+            decide_roles=check.roles(table, "decide_roles", epath, ("qa", "release", "admin")),
+            separation_of_duties=sod, driver=dict(driver), version_url=version_url))
+    return tuple(envs)
+
+
+def _teams(check: _Checker, raw: Any, path: str) -> tuple[TeamSettings, ...]:
+    if not isinstance(raw, list):
+        raise check.fail(f"{path}.teams", "must be a list of [[projects.teams]] tables")
+    teams = []
+    for index, item in enumerate(raw):
+        tpath = f"{path}.teams[{index}]"
+        table = check.table(item, tpath, {"name", "paths"})
+        name = check.string(table, "name", tpath, required=True, max_len=63) or ""
+        paths = check.strings(table, "paths", tpath)
+        if not paths:
+            raise check.fail(f"{tpath}.paths", "must list at least one path prefix")
+        teams.append(TeamSettings(name=name, paths=paths))
+    return tuple(teams)
+
+
+def load(path: str | Path) -> tuple[ProjectSettings, ...]:
+    """Read and parse a configuration file; remotes are resolved relative to its folder."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{file}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{file}: is not UTF-8 text") from None
+    return parse(text, source=str(file), base_dir=file.resolve().parent)
