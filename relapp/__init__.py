@@ -8,13 +8,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from config import Config
 
-from .extensions import csrf, db, htmx, limiter, login_manager, migrate
+from .extensions import SQLITE_IMMEDIATE, csrf, db, htmx, limiter, login_manager, migrate
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def normalise_database_url(url: str) -> str:
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
-    """WAL, a busy timeout and BEGIN IMMEDIATE: concurrent writers wait instead of failing."""
+    """WAL, a busy timeout, and BEGIN IMMEDIATE for write transactions (see SQLITE_IMMEDIATE):
+    concurrent writers wait their turn instead of failing."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -51,7 +52,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if SQLITE_IMMEDIATE.get() else "BEGIN")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -90,6 +91,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
 
     db.init_app(app)
+    app.extensions["relapp.pid"] = os.getpid()
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -102,6 +104,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_pragmas(db.engine)
+
+    @app.before_request
+    def _writes_take_the_lock_first() -> None:
+        # A state-changing request reads, then writes: on SQLite it takes the write lock at its
+        # first statement so it waits its turn instead of failing with "database is locked".
+        SQLITE_IMMEDIATE.set(request.method not in ("GET", "HEAD", "OPTIONS"))
+        # Each request finds its own user, even when an app context outlives one request.
+        g.pop("_login_user", None)
+        g.pop("csrf_token", None)
+
+    @app.teardown_request
+    def _back_to_deferred(_exc: BaseException | None) -> None:
+        # Whatever a view did not commit is not kept, and no transaction (nor SQLite's write
+        # lock) outlives the request, even when the app context does (tests, CLI).
+        db.session.rollback()
+        SQLITE_IMMEDIATE.set(False)
 
     from . import auth, cli, errors, templating
     from .blueprints import register_blueprints

@@ -66,6 +66,10 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
+        # The API is authenticated by bearer tokens only (it is CSRF-exempt): a session cookie
+        # is never an API credential.
+        if request.path.startswith("/api/"):
+            return None
         try:
             user = db.session.get(User, int(user_id))
         except ValueError:

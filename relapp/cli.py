@@ -40,6 +40,21 @@ def config_sync(file: Path) -> None:
     for line in changes:
         click.echo(line)
     click.echo(f"{len(changes)} change(s)." if changes else "Up to date: nothing changed.")
+    _schedule_trains()
+
+
+def _schedule_trains() -> None:
+    """(Re)schedule each project's next release-train slot; a Redis outage is only reported."""
+    from redis.exceptions import RedisError
+
+    from .services import train
+
+    try:
+        for key, slot in train.schedule_all().items():
+            if slot:
+                click.echo(f"train {key}: next cut at {slot:%Y-%m-%d %H:%M} UTC")
+    except (RedisError, OSError):
+        click.echo("Redis is not reachable: release trains will be scheduled when the worker starts.", err=True)
 
 
 @users_group.command("create")
@@ -69,6 +84,39 @@ def token_create(username: str, name: str) -> None:
     except (ServiceError, OperationalError) as exc:
         raise _fail(exc) from None
     click.echo(token)
+
+
+@click.command("adopt")
+@click.argument("project")
+@click.option("--record", is_flag=True, help="Also record recognised stable tags as adopted releases.")
+def adopt_command(project: str, record: bool) -> None:
+    """Report how PROJECT's existing tags are understood and which release main would follow."""
+    from .services import releases
+    from .services.projects import get_project
+
+    try:
+        report = releases.adopt_report(get_project(project))
+        created = releases.adopt_into_db(project) if record else []
+    except (ServiceError, OperationalError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"Recognised ({len(report.recognised)}):")
+    for item in report.recognised:
+        click.echo(f"  {item['tag']:<24} {item['version']:<14} {item['commit'][:10]}  ({item['rule']})")
+    click.echo(f"Ignored ({len(report.ignored)}):")
+    for item in report.ignored:
+        click.echo(f"  {item['tag']:<24} {item['reason']}")
+    click.echo(f"Not recognised ({len(report.unknown)}):")
+    for item in report.unknown:
+        click.echo(f"  {item['tag']:<24} {item['reason']}")
+    click.echo(f"Conflicts ({len(report.conflicts)}):")
+    for item in report.conflicts:
+        click.echo(f"  {item['version']}: {', '.join(item['tags'])} on different commits — settle by hand")
+    if report.main_next:
+        click.echo(f"main follows {report.main_follows or '(nothing: baseline)'}; the next release would be {report.main_next}")
+    else:
+        click.echo(f"main: {report.main_refusal}")
+    if record:
+        click.echo(f"Recorded {len(created)} adopted release(s).")
 
 
 def ensure_demo(app: Flask) -> Path:
@@ -107,3 +155,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(token_group)
     app.cli.add_command(demo_command)
+    app.cli.add_command(adopt_command)

@@ -3,6 +3,7 @@ tags, a bare origin beside it, a configuration file, and demo users."""
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ DEMO_USERS = (("admin", "admin"), ("release", "release"), ("engineer", "engineer
 DEMO_PASSWORD = "demo"
 START = 1_767_225_600  # 2026-01-01 00:00 UTC
 # Legacy tags in mixed styles, as people made them by hand, at these commit numbers.
-LEGACY_TAGS = ((45, "v0.9", True), (100, "release-1.0.0", True), (160, "1.1.0", False), (230, "rel_1_2_0", True))
+LEGACY_TAGS = ((45, "v0.9", True), (100, "release-1.0.0", True), (160, "1.1.0", False),
+               (200, "backup-before-rewrite", False), (230, "rel_1_2_0", True))
 COMMITS = 300
 
 SUBJECTS = {
@@ -100,9 +102,11 @@ def config_text(folder: Path) -> str:
     """The demo's configuration file: qa, beta and prod with command drivers that simulate a deploy."""
     state = folder / "deployed"
     python = sys.executable
+    # Seconds per simulated deploy step (tests make it short).
+    step = os.environ.get("RELAPP_DEMO_STEP_SECONDS", "0.8")
 
     def driver(env: str) -> str:
-        argv = [python, "-m", "relapp.demo_deploy", "{environment}", "{tag}", str(state)]
+        argv = [python, "-m", "relapp.demo_deploy", "{environment}", "{tag}", str(state), step]
         quoted = ", ".join(f'"{a}"' for a in argv)
         return f'driver = {{ kind = "command", argv = [{quoted}], timeout = 120 }}'
 
@@ -118,6 +122,7 @@ baseline = "0.1.0"
 issue_key_pattern = "(PAY|SRCH|PLAT)-[0-9]+"
 issue_url_template = "https://jira.example.com/browse/{{key}}"
 timezone = "Europe/Berlin"
+train = {{ cron = "0 10 * * MON" }}
 
 [[projects.environments]]
 name = "qa"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     """Simulate a deploy of TAG to ENVIRONMENT and write the tag to STATE_DIR/ENVIRONMENT."""
-    if len(argv) != 3:
-        print("usage: python -m relapp.demo_deploy ENVIRONMENT TAG STATE_DIR", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print("usage: python -m relapp.demo_deploy ENVIRONMENT TAG STATE_DIR [STEP_SECONDS]", file=sys.stderr)
         return 2
-    environment, tag, state_dir = argv
+    environment, tag, state_dir = argv[:3]
+    delay = float(argv[3]) if len(argv) == 4 else 0.8
     steps = ("pulling artefact", "stopping old instances", "starting new instances", "health check")
-    delay = float(__import__("os").environ.get("RELAPP_DEMO_STEP_SECONDS", "0.8"))
     for index, step in enumerate(steps, 1):
         print(f"[{index}/{len(steps)}] {environment}: {step} for {tag}", flush=True)
         time.sleep(delay)

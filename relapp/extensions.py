@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from flask import current_app
@@ -33,6 +36,31 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# On SQLite, transactions begin DEFERRED (readers never block anyone) unless this is set: then
+# they begin IMMEDIATE, taking the write lock up front, so a read-then-write transaction can
+# never fail halfway with "database is locked" when another writer committed in between.
+# State-changing requests set it for their whole duration; jobs use `write_transaction()`.
+SQLITE_IMMEDIATE: ContextVar[bool] = ContextVar("relapp_sqlite_immediate", default=False)
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A read-then-write transaction: ends the current one, begins IMMEDIATE on SQLite, commits.
+
+    Never write a job log line inside it: the log has its own connection and would wait for
+    this transaction's lock.
+    """
+    db.session.commit()
+    token = SQLITE_IMMEDIATE.set(True)
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        SQLITE_IMMEDIATE.reset(token)
 
 
 def get_redis() -> Redis:

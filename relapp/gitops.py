@@ -725,6 +725,18 @@ class Workspace:
         """Commits reachable from include but from none of exclude, children first (one git log)."""
         include = _require_sha(include)
         excluded = [_require_sha(x) for x in exclude]
+        return self._log(["--topo-order", include, *(f"^{x}" for x in excluded)])
+
+    def show(self, shas: Sequence[str]) -> list[RawCommit]:
+        """Exactly these commits, in the order given (one git log --no-walk)."""
+        wanted = [_require_sha(x) for x in shas]
+        if not wanted:
+            return []
+        return self._log(["--no-walk=unsorted", *wanted])
+
+    def _log(self, revisions: list[str]) -> list[RawCommit]:
+        options = [r for r in revisions if r.startswith("--")]
+        revs = [r for r in revisions if not r.startswith("--")]
         token = _secrets.token_hex(12)
         start = f"\x00\x00S{token}\x00".encode()
         end = f"\x00E{token}".encode()
@@ -733,42 +745,44 @@ class Workspace:
             [
                 "log",
                 "-z",
-                "--topo-order",
+                *options,
                 "--no-renames",
                 "--name-only",
                 "--no-ext-diff",
                 "--no-textconv",
                 f"--format={fmt}",
                 "--end-of-options",
-                include,
-                *(f"^{x}" for x in excluded),
+                *revs,
                 "--",
             ],
             what="reading commits",
         )
-        data = b"\x00" + proc.stdout  # each record now starts with the full start marker
+        # Decoded once, then split: the markers and NUL separators are ASCII, and an ASCII byte
+        # always decodes to itself and ends any broken UTF-8 sequence before it, so splitting
+        # the text gives exactly the pieces that decoding each split byte field would.
+        text = "\x00" + _decode(proc.stdout)  # each record now starts with the full start marker
+        start_text, end_text = start.decode(), end.decode()
         commits: list[RawCommit] = []
-        for chunk in data.split(start)[1:]:
-            head, sep, tail = chunk.partition(end)
+        append = commits.append
+        for chunk in text.split(start_text)[1:]:
+            head, sep, tail = chunk.partition(end_text)
             if not sep:
                 raise GitError("git log output could not be read (record marker missing).")
-            fields = head.split(b"\x00", 5)
+            fields = head.split("\x00", 5)
             if len(fields) != 6:
                 raise GitError("git log output could not be read (fields missing).")
-            sha, parents, name, email, date, message = (_decode(f) for f in fields)
-            rest = tail.lstrip(b"\x00").removeprefix(b"\n")
-            files = tuple(_decode(f) for f in rest.split(b"\x00") if f)
-            commits.append(
-                RawCommit(
-                    sha=sha,
-                    parents=tuple(parents.split()),
-                    author_name=name,
-                    author_email=email,
-                    authored=_int(date),
-                    message=message,
-                    files=files if len(parents.split()) <= 1 else (),
-                )
-            )
+            sha, parent_text, name, email, date, message = fields
+            parents = tuple(parent_text.split())
+            if len(parents) <= 1:
+                rest = tail.lstrip("\x00").removeprefix("\n")
+                files = tuple(f for f in rest.split("\x00") if f) if rest else ()
+            else:
+                files = ()  # merges carry no file list
+            try:
+                authored = int(date)  # int() ignores surrounding whitespace, as _int does
+            except ValueError:
+                authored = 0
+            append(RawCommit(sha, parents, name, email, authored, message, files))
         return commits
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:

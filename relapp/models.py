@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
@@ -27,7 +27,7 @@ ACTIVE_DEPLOY_STATES = ("queued", "running")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(db.TypeDecorator):  # type: ignore[name-defined]
@@ -38,12 +38,12 @@ class UTCDateTime(db.TypeDecorator):  # type: ignore[name-defined]
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc) if value is not None else None
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -264,6 +264,9 @@ class Deployment(db.Model):  # type: ignore[name-defined]
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Set when the driver hands off (webhook/manual) and waits for a report.
     waiting_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A cancel of a running deploy is a database flag its job polls: it works even when Redis
+    # lost the worker's stop command, and the job stops its own process group before letting go.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -321,4 +324,20 @@ class IdempotencyKey(db.Model):  # type: ignore[name-defined]
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrainRun(db.Model):  # type: ignore[name-defined]
+    """One slot of a project's release train; unique per slot, so it runs once however many
+    workers and schedulers see it."""
+
+    __tablename__ = "train_runs"
+    __table_args__ = (UniqueConstraint("project_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    slot: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(32))  # cut | skipped | failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -19,10 +19,12 @@ def main() -> int:
     port = os.environ.get("PORT", "5000")
     from flask_migrate import upgrade
 
+    from config import _bool
     from relapp import create_app
     from relapp.cli import ensure_demo
 
-    app = create_app()
+    # config.Config was read when relapp was imported: pass the demo switch explicitly.
+    app = create_app({"RELAPP_DEMO": _bool("RELAPP_DEMO")})
     os.environ["REDIS_URL"] = app.config["REDIS_URL"]
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))

@@ -69,13 +69,13 @@ def _line_of(text: str, path: str) -> int | None:
         name, index = match.group(1), match.group(2)
         names.append(name)
         if index is not None:
-            header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(names))}\s*\]\]", re.M)
+            header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(names))}\s*\]\]", re.MULTILINE)
             hits = list(header.finditer(text, pos))
             if len(hits) <= int(index):
                 return found
             pos = hits[int(index)].end()
         else:
-            key = re.compile(rf"(^|[{{,]|\s)\"?{re.escape(name)}\"?\s*=", re.M)
+            key = re.compile(rf"(^|[{{,]|\s)\"?{re.escape(name)}\"?\s*=", re.MULTILINE)
             hit = key.search(text, pos)
             if hit is None:
                 return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app, request
@@ -10,14 +10,17 @@ from flask_login import current_user
 
 from .auth import has_role
 
+NAV = (("board.index", "Board"), ("environments.index", "Environments"), ("train.index", "Train"),
+       ("audit.index", "Audit"), ("users.me", "Me"))
+
 
 def ago(value: datetime | None) -> str:
     """'3 min ago' style relative time."""
     if value is None:
         return "never"
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    seconds = int((datetime.now(timezone.utc) - value).total_seconds())
+        value = value.replace(tzinfo=UTC)
+    seconds = int((datetime.now(UTC) - value).total_seconds())
     if seconds < 0:
         seconds = -seconds
         for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -35,8 +38,8 @@ def stamp(value: datetime | None) -> str:
     if value is None:
         return ""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def init_app(app: Flask) -> None:
@@ -46,7 +49,9 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject() -> dict[str, Any]:
+        nav = [(endpoint, label) for endpoint, label in NAV if endpoint in current_app.view_functions]
         return {
+            "nav_links": nav,
             "demo_mode": current_app.config["RELAPP_DEMO"],
             "can": lambda role: current_user.is_authenticated and has_role(current_user, role),
             "is_htmx": bool(request.headers.get("HX-Request")),

@@ -7,8 +7,12 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to the app."""
-    from . import assets, auth, board
+    from . import assets, audit, auth, board, environments, releases, stream, train, users
+    from .api import register_api
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(board.bp)
+    for module in (releases, environments, train, audit, users, stream):
+        app.register_blueprint(module.bp)
+    register_api(app)

@@ -24,8 +24,18 @@ _CHERRY_RE = re.compile(
 _REVERTS_RE = re.compile(r"^This reverts commit (?P<sha>[0-9a-fA-F]{40})\b", re.MULTILINE)
 # PR numbers: GitHub squash suffix `(#12)`, PSR's `(pull request #12)`, GitLab `(!12)`.
 _PR_SUFFIX_RE = re.compile(r"\s*\((?:pull request )?[#!](?P<n>\d+)\)\s*$")
+# The same suffix from its "(": that is the text's last "(", as the suffix holds no other.
+_PR_SUFFIX_FROM_PAREN_RE = re.compile(r"\((?:pull request )?[#!](?P<n>\d+)\)\s*$")
 _PR_MERGE_RE = re.compile(r"^Merge pull request #(?P<n>\d+) from ")
 _MR_SEE_RE = re.compile(r"^See merge request \S*!(?P<n>\d+)\s*$", re.MULTILINE)
+_PARAGRAPH_BREAK_RE = re.compile(r"\n[ \t]*\n")
+
+# The literal text each regex needs: a substring test is far cheaper than a regex search, and
+# most messages have none of these, so the regex only runs where it can match.
+_CHERRY_TEXT = "(cherry picked from commit "
+_REVERTS_TEXT = "This reverts commit "
+_PR_MERGE_TEXT = "Merge pull request #"
+_MR_SEE_TEXT = "See merge request "
 
 DEFAULT_ISSUE_PATTERN = r"[A-Z][A-Z0-9]+-\d+"
 # A user-configured regex runs in Python's backtracking engine; capping what it reads keeps
@@ -53,7 +63,10 @@ class ParsedMessage:
 
 def _trailer_block(message: str) -> tuple[tuple[str, str], ...]:
     """Parse the last paragraph as git trailers when it is one (the subject never is)."""
-    paragraphs = [p for p in re.split(r"\n[ \t]*\n", message.strip("\n")) if p.strip()]
+    text = message.strip("\n")
+    if "\n" not in text:  # one line: a single paragraph, so no trailer block
+        return ()
+    paragraphs = [p for p in _PARAGRAPH_BREAK_RE.split(text) if p.strip()]
     if len(paragraphs) < 2:
         return ()
     trailers: list[tuple[str, str]] = []
@@ -64,59 +77,106 @@ def _trailer_block(message: str) -> tuple[tuple[str, str], ...]:
             key, value = trailers[-1]
             trailers[-1] = (key, f"{value} {line.strip()}")
             continue
-        if _CHERRY_RE.match(line):  # git appends this inside the trailer block
+        if line.startswith(_CHERRY_TEXT) and _CHERRY_RE.match(line):
+            # git appends this inside the trailer block
             continue
         m = _TRAILER_RE.match(line)
         if m is None:
             # Like git: a paragraph with prose in it is body text, not trailers.
             return ()
-        trailers.append((m["key"], m["value"].strip()))
+        key, value = m.group("key", "value")
+        trailers.append((key, value.strip()))
     return tuple(trailers)
-
-
-def _pr_number(subject: str, message: str) -> int | None:
-    for rx, text in ((_PR_MERGE_RE, subject), (_PR_SUFFIX_RE, subject), (_MR_SEE_RE, message)):
-        m = rx.search(text)
-        if m is not None:
-            return int(m["n"])
-    return None
 
 
 def parse_message(message: str) -> ParsedMessage:
     """Parse a full commit message (subject, body, trailers) into a ParsedMessage."""
-    message = message.replace("\r\n", "\n")  # messages written on Windows keep their CRs
-    subject = message.split("\n", 1)[0].strip()
-    trailers = _trailer_block(message)
+    return ParsedMessage(*_parse(message)[:9])
+
+
+# ParsedMessage's fields in order, then the subject line.
+_Parsed = tuple[
+    str | None,
+    str | None,
+    bool,
+    str,
+    tuple[tuple[str, str], ...],
+    int | None,
+    tuple[str, ...],
+    str | None,
+    str | None,
+    str,
+]
+_BREAKING_KEYS = ("BREAKING CHANGE", "BREAKING-CHANGE")
+
+
+def _parse(message: str) -> _Parsed:
+    # A plain tuple: the changelog reads these fields straight into its entry, and building a
+    # ParsedMessage per commit in between would cost about as much as parsing the header.
+    if "\r" in message:
+        message = message.replace("\r\n", "\n")  # messages written on Windows keep their CRs
+    end = message.find("\n")
+    subject = (message if end < 0 else message[:end]).strip()
+    trailers = _trailer_block(message) if end >= 0 else ()  # one line: no trailer block
     m = HEADER_RE.match(subject)
     ctype: str | None = None
     scope: str | None = None
     bang = False
     description = subject
     if m is not None:
-        ctype = m["type"].lower()
-        if m["scope"] is not None:
-            scope = m["scope"].strip() or None
-        bang = m["bang"] is not None
-        description = m["desc"].strip()
-    description = _PR_SUFFIX_RE.sub("", description).strip() or description
-    breaking = bang or any(k.upper() in ("BREAKING CHANGE", "BREAKING-CHANGE") for k, _ in trailers)
-    co_authors = tuple(v for k, v in trailers if k.lower() == "co-authored-by" and v)
-    picked = _CHERRY_RE.search(message)
+        raw_type, raw_scope, raw_bang, raw_desc = m.group("type", "scope", "bang", "desc")
+        ctype = raw_type.lower()
+        if raw_scope is not None:
+            scope = raw_scope.strip() or None
+        bang = raw_bang is not None
+        description = raw_desc.strip()
+    # The PR suffix (_PR_SUFFIX_RE): `\s*$` ends the pattern and description is stripped (and
+    # has no newline), so a match ends the text and the text ends with ")"; its "(" is the
+    # last one, and the `\s*` before it is whitespace that strip() drops anyway. It is also
+    # the suffix the subject would match: the description is the subject's tail, and `(…#N)`
+    # holds no ": " so it cannot reach back over the header. One match serves both.
+    suffix = None
+    if description.endswith(")"):
+        paren = description.rfind("(")
+        if paren >= 0:
+            suffix = _PR_SUFFIX_FROM_PAREN_RE.match(description, paren)
+            if suffix is not None:
+                description = description[:paren].strip() or description
+    breaking = bang
+    co_authors: tuple[str, ...] = ()
+    if trailers:
+        if not breaking:
+            breaking = any(k.upper() in _BREAKING_KEYS for k, _ in trailers)
+        co_authors = tuple([v for k, v in trailers if k.lower() == "co-authored-by" and v])
+    picked = _CHERRY_RE.search(message) if _CHERRY_TEXT in message else None
     reverts: str | None = None
-    if subject.lower().startswith("revert") or ctype == "revert":
+    if _REVERTS_TEXT in message and (subject.lower().startswith("revert") or ctype == "revert"):
         r = _REVERTS_RE.search(message)
         reverts = r["sha"].lower() if r else None
-    return ParsedMessage(
-        type=ctype,
-        scope=scope,
-        breaking=breaking,
-        description=description,
-        trailers=trailers,
-        pr=_pr_number(subject, message),
-        co_authors=co_authors,
-        cherry_picked_from=picked["sha"].lower() if picked else None,
-        reverts=reverts,
+    # PR number, first source that has one: merge subject, subject suffix, GitLab trailer.
+    pr_match = _PR_MERGE_RE.match(subject) if subject.startswith(_PR_MERGE_TEXT) else None
+    if pr_match is None:
+        pr_match = suffix
+    if pr_match is None and _MR_SEE_TEXT in message:
+        pr_match = _MR_SEE_RE.search(message)
+    return (
+        ctype,
+        scope,
+        breaking,
+        description,
+        trailers,
+        int(pr_match["n"]) if pr_match is not None else None,
+        co_authors,
+        picked["sha"].lower() if picked else None,
+        reverts,
+        subject,
     )
+
+
+def _reverts(message: str) -> str | None:
+    """parse_message(message).reverts, without parsing the rest when it cannot be set."""
+    # Normalising CRLF cannot create this text (it has no CR or LF), so its absence is final.
+    return parse_message(message).reverts if _REVERTS_TEXT in message else None
 
 
 def compile_issue_pattern(pattern: str) -> re.Pattern[str]:
@@ -241,12 +301,17 @@ def effective_commits(
     A revert cancels with its target when both are in the range. A revert that is itself
     reverted is not effective, so "reapply" chains (T, revert T, revert of that) keep T.
     """
+    if not any(_REVERTS_TEXT in c.message for c in commits):
+        return tuple(commits), ()  # no revert at all: nothing can cancel
     by_sha = {c.sha.lower(): c for c in commits}
-    targets = {s: parse_message(c.message).reverts for s, c in by_sha.items()}
+    targets = {s: _reverts(c.message) for s, c in by_sha.items()}
     reverted_by: dict[str, list[str]] = {}
     for sha, target in targets.items():
         if target is not None and target in by_sha:
             reverted_by.setdefault(target, []).append(sha)
+    if not reverted_by:
+        # No revert has its target here: every commit is alive and nothing cancels.
+        return tuple(commits), ()
 
     alive: dict[str, bool] = {}
 
@@ -279,29 +344,6 @@ def effective_commits(
     return kept, tuple(c.sha for c in commits if c.sha.lower() in dropped)
 
 
-def _entry(commit: RawCommit, teams: Sequence[Team], rx: re.Pattern[str]) -> ChangelogEntry:
-    parsed = parse_message(commit.message)
-    ctype = parsed.type
-    if parsed.reverts is not None:
-        ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
-    return ChangelogEntry(
-        sha=commit.sha,
-        short_sha=commit.sha[:7],
-        type=ctype,
-        scope=parsed.scope,
-        breaking=parsed.breaking,
-        description=parsed.description,
-        subject=commit.subject,
-        pr=parsed.pr,
-        issues=_issue_keys(commit.message, rx),
-        author=commit.author_name,
-        author_email=commit.author_email,
-        co_authors=parsed.co_authors,
-        teams=teams_for(commit.files, teams),
-        cherry_picked_from=parsed.cherry_picked_from,
-    )
-
-
 def build_changelog(
     commits: Sequence[RawCommit],
     teams: Sequence[Team],
@@ -309,26 +351,67 @@ def build_changelog(
 ) -> Changelog:
     """Build the changelog of exactly these commits (the caller's `rev-list <tag> ^<prev>`)."""
     rx = compile_issue_pattern(issue_pattern)
+    # Without groups findall returns the whole matches, as _issue_keys collects them.
+    findall = rx.findall if not rx.groups else None
     kept, cancelled = effective_commits(commits)
-    merges = [c for c in kept if len(c.parents) > 1]
-    entries = tuple(_entry(c, teams, rx) for c in kept if len(c.parents) <= 1)
-
-    team_order = [t.name for t in teams] + [OTHER_TEAM]
-    by_team: dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]] = {}
-    for team in dict.fromkeys(team_order):
-        mine = [e for e in entries if team in e.teams]
-        if not mine:
+    merge_count = 0
+    owners: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct file sets in a range
+    team_order = dict.fromkeys([t.name for t in teams] + [OTHER_TEAM])
+    # team -> section -> entries, filled in one pass; entry order is kept within each list.
+    grouped: dict[str, dict[Section, list[ChangelogEntry]]] = {t: {} for t in team_order}
+    entries: list[ChangelogEntry] = []
+    for c in kept:
+        if len(c.parents) > 1:
+            merge_count += 1
             continue
-        by_team[team] = tuple(
-            (section, tuple(e for e in mine if e.section is section))
-            for section in SECTION_ORDER
-            if any(e.section is section for e in mine)
+        names = owners.get(c.files)
+        if names is None:
+            names = owners[c.files] = teams_for(c.files, teams)
+        message = c.message
+        ctype, scope, breaking, description, _, pr, co_authors, picked, reverts, subject = _parse(
+            message
         )
+        if reverts is not None:
+            ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
+        if findall is not None:
+            issues = tuple(dict.fromkeys(findall(message[:MAX_SCANNED_CHARS])))
+        else:
+            issues = _issue_keys(message, rx)
+        sha = c.sha
+        e = ChangelogEntry(
+            sha,
+            sha[:7],
+            ctype,
+            scope,
+            breaking,
+            description,
+            subject,  # the same text as c.subject (CRLF normalising only touches line ends)
+            pr,
+            issues,
+            c.author_name,
+            c.author_email,
+            co_authors,
+            names,
+            picked,
+        )
+        entries.append(e)
+        # As ChangelogEntry.section, without the property call per entry.
+        section = Section.BREAKING if breaking else _TYPE_SECTION.get(ctype or "", Section.OTHER)
+        # A name configured twice is one team: the entry is listed under it once.
+        for team in names if len(names) == 1 else dict.fromkeys(names):
+            grouped[team].setdefault(section, []).append(e)
+    by_team: dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]] = {
+        team: tuple(
+            (section, tuple(sections[section])) for section in SECTION_ORDER if section in sections
+        )
+        for team, sections in grouped.items()
+        if sections
+    }
     return Changelog(
-        entries=entries,
+        entries=tuple(entries),
         by_team=by_team,
         non_conventional_count=sum(1 for e in entries if e.type is None),
-        merge_count=len(merges),
+        merge_count=merge_count,
         cancelled_reverts=cancelled,
     )
 

@@ -135,8 +135,16 @@ def _match(name: str, rules: TagRules) -> tuple[TagStatus, Version | None, str]:
     """Classify a tag name: canonical, then legacy rules, then ignore patterns, else unknown."""
     m = rules._canonical.fullmatch(name)
     if m is not None:
-        # The template's literal parts are fixed, so the version is the text between them.
-        version = Version.parse(name[m.start("major") : m.end() - rules._suffix_len])
+        if name.isascii():
+            # For ASCII text the template's pattern is exactly semver's grammar, so its groups
+            # are what Version.parse would find; building directly skips a second regex pass.
+            version = Version(
+                int(m["major"]), int(m["minor"]), int(m["patch"]), m["pre"], m["build"]
+            )
+        else:
+            # `\d` also matches non-ASCII digits, which semver rejects: keep its error.
+            # The template's literal parts are fixed, so the version is the text between them.
+            version = Version.parse(name[m.start("major") : m.end() - rules._suffix_len])
         pre = version.prerelease
         if pre is not None and _GLUED_PRE_RE.fullmatch(pre):
             # `v1.2.0-rc1` is valid semver, but `rc10` would sort below `rc2`; read it as
@@ -161,16 +169,21 @@ def _match(name: str, rules: TagRules) -> tuple[TagStatus, Version | None, str]:
         if _has_leading_zero(major, minor, patch, pre_n["n"] if pre_n else None):
             problem = "leading zeros are not valid semver"
             continue
-        text = f"{int(major or 0)}.{int(minor or 0)}.{int(patch or 0)}"
-        if pre:
-            text += "-" + _normalise_pre(pre)
-        if groups.get("build"):
-            text += "+" + str(groups["build"])
-        try:
-            version = Version.parse(text)
-        except ValueError:
-            problem = f"legacy rule {i} ({src!r}) gives {text!r}, which is not valid semver"
-            continue
+        nums = (int(major or 0), int(minor or 0), int(patch or 0))
+        if not pre and not groups.get("build"):
+            # Three non-negative ints always make valid semver: no text to parse back.
+            version = Version(*nums)
+        else:
+            text = f"{nums[0]}.{nums[1]}.{nums[2]}"
+            if pre:
+                text += "-" + _normalise_pre(pre)
+            if groups.get("build"):
+                text += "+" + str(groups["build"])
+            try:
+                version = Version.parse(text)
+            except ValueError:
+                problem = f"legacy rule {i} ({src!r}) gives {text!r}, which is not valid semver"
+                continue
         return TagStatus.LEGACY, version, f"legacy rule {i} reads it as {version}"
     for rx, src in zip(rules._ignore, rules.ignore, strict=True):
         if rx.fullmatch(name):
@@ -199,6 +212,45 @@ def version_key(version: Version) -> Version:
     return version.replace(build=None) if version.build else version
 
 
+_PreId = tuple[int, int, str]
+Precedence = tuple[int | _PreId, ...]
+
+
+def _pre_id(identifier: str) -> _PreId:
+    # Same ordering as semver's _nat_cmp: numeric ids by value (without converting
+    # arbitrarily long ones to int) and below alphanumeric ids, which compare as text.
+    if not identifier.isdigit():
+        return (1, 0, identifier)
+    if not identifier.isascii():
+        identifier = str(int(identifier))
+    normalized = identifier.lstrip("0") or "0"
+    return (0, len(normalized), normalized)
+
+
+def precedence(version: Version) -> Precedence:
+    """A sort key that orders versions exactly like semver's compare (build ignored)."""
+    pre = version.prerelease
+    if not pre:
+        # A release sorts above every pre-release of the same X.Y.Z: 1 > 0 in slot 3.
+        return (version.major, version.minor, version.patch, 1)
+    return (version.major, version.minor, version.patch, 0, *map(_pre_id, pre.split(".")))
+
+
+def _identity(version: Version) -> tuple[int, int, int, str | None]:
+    # What Version hashes on: deduplicating by it matches a set of version_key()s.
+    return (version.major, version.minor, version.patch, version.prerelease)
+
+
+def _unique_sorted(versions: Iterable[Version]) -> tuple[Version, ...]:
+    """version_key() of each, deduplicated, ascending by semver precedence."""
+    seen: dict[tuple[int, int, int, str | None], Version] = {}
+    for v in versions:
+        if v.build:
+            v = v.replace(build=None)
+        seen.setdefault(_identity(v), v)
+    return tuple(sorted(seen.values(), key=precedence))
+
+
 @dataclass(frozen=True, slots=True)
 class Conflict:
     """One version claimed by tags on different commits: reported for a person to settle."""
@@ -225,8 +277,7 @@ class Inventory:
 
     def versions(self) -> tuple[Version, ...]:
         """All recognised versions (prereleases included, conflicted ones too), ascending."""
-        keys = {version_key(t.version) for t in self.recognised if t.version is not None}
-        return tuple(sorted(keys))
+        return _unique_sorted(t.version for t in self.recognised if t.version is not None)
 
     def stable_versions(self) -> tuple[Version, ...]:
         """Recognised versions without a prerelease part, ascending."""
@@ -239,14 +290,21 @@ class Inventory:
 
     def versions_of(self, names: Iterable[str]) -> tuple[Version, ...]:
         """The recognised versions among these tag names (e.g. `git tag --merged` output)."""
-        found = (self.version_of(n) for n in names)
-        return tuple(sorted({version_key(v) for v in found if v is not None}))
+        by_name = self.by_name
+        found = (by_name.get(n) for n in names)
+        return _unique_sorted(t.version for t in found if t is not None and t.version is not None)
 
     def tags_for(self, version: Version) -> tuple[ClassifiedTag, ...]:
         """Every recognised tag naming this version (aliases and conflicting ones)."""
         key = version_key(version)
+        triple = (key.major, key.minor, key.patch)
+        # The X.Y.Z test is cheap and rejects nearly every tag before semver's compare runs.
         return tuple(
-            t for t in self.recognised if t.version is not None and version_key(t.version) == key
+            t
+            for t in self.recognised
+            if t.version is not None
+            and (t.version.major, t.version.minor, t.version.patch) == triple
+            and version_key(t.version) == key
         )
 
     def is_conflicted(self, version: Version) -> bool:
@@ -259,15 +317,19 @@ def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
     """Classify every tag and report versions claimed by tags on different commits."""
     classified = tuple(classify(t, rules) for t in tags)
     recognised = tuple(c for c in classified if c.status in (TagStatus.CANONICAL, TagStatus.LEGACY))
-    groups: dict[Version, list[ClassifiedTag]] = {}
+    # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key).
+    groups: dict[tuple[int, int, int, str | None], list[ClassifiedTag]] = {}
     for c in recognised:
         assert c.version is not None  # recognised tags always carry a version
-        groups.setdefault(version_key(c.version), []).append(c)
-    conflicts = tuple(
-        Conflict(version=v, tags=tuple(g))
-        for v, g in sorted(groups.items())
-        if len({c.tag.sha for c in g}) > 1  # same commit: aliases, not a conflict
-    )
+        groups.setdefault(_identity(c.version), []).append(c)
+    # Only the few groups on several commits are conflicts, so only they are sorted.
+    claimed = [
+        (version_key(g[0].version), g)  # type: ignore[arg-type]  # recognised: has a version
+        for g in groups.values()
+        if len(g) > 1 and len({c.tag.sha for c in g}) > 1  # same commit: aliases
+    ]
+    claimed.sort(key=lambda vg: precedence(vg[0]))
+    conflicts = tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed)
     return Inventory(
         classified=classified,
         recognised=recognised,
@@ -319,6 +381,10 @@ def release_kind(version: Version, previous: Version | None) -> str:
     return "major" if version.major != previous.major else "minor"
 
 
+def _triple(version: Version) -> tuple[int, int, int]:
+    return (version.major, version.minor, version.patch)
+
+
 def _short(sha: str) -> str:
     return sha[:7]
 
@@ -328,6 +394,12 @@ def _breaking(commits: Sequence[RawCommit]) -> tuple[str, ...]:
     # breaking change reverted inside the range gives no major.
     kept, _ = effective_commits(commits)
     return tuple(c.sha for c in kept if len(c.parents) <= 1 and parse_message(c.message).breaking)
+
+
+def previous_release(reachable: Iterable[Version]) -> Version | None:
+    """The release a new one from main follows: the highest stable reachable version (never by date)."""
+    stable = [v for v in reachable if not v.prerelease]
+    return max(stable, key=precedence) if stable else None
 
 
 def next_main_version(
@@ -356,9 +428,11 @@ def next_main_version(
             "nothing_new",
             "Nothing changed since the previous release; merge something to main first.",
         )
-    existing_keys = {version_key(v) for v in existing}
+    # A list, not a set: only the "skipped" note below needs them deduplicated.
+    existing_keys = [version_key(v) for v in existing]
     stable_reachable = [version_key(v) for v in reachable if not v.prerelease]
-    previous = max(stable_reachable) if stable_reachable else None
+    # Among releases semver's order is the X.Y.Z order; max keeps the first of equals too.
+    previous = max(stable_reachable, key=_triple) if stable_reachable else None
     breaking = _breaking(commits)
     notes: list[str] = []
 
@@ -385,18 +459,20 @@ def next_main_version(
     # release branch): main skips to the next free minor rather than landing inside it.
     owned = {line_of(v) for v in existing_keys}
     while line_of(candidate) in owned:
-        owners = sorted(v for v in existing_keys if line_of(v) == line_of(candidate))
+        owners = sorted({v for v in existing_keys if line_of(v) == line_of(candidate)})
         notes.append(
             f"Skipped {candidate.major}.{candidate.minor}: already used by "
             + ", ".join(str(v) for v in owners)
             + "."
         )
         candidate = candidate.bump_minor()
-    higher = [v for v in existing_keys if v > candidate and not v.prerelease]
+    # candidate is a plain X.Y.Z (a bump), so a release is above it iff its X.Y.Z is.
+    top = _triple(candidate)
+    higher = [v for v in existing_keys if not v.prerelease and _triple(v) > top]
     if higher:
         notes.append(
-            f"Higher versions exist on other branches (highest {max(higher)}); they are not "
-            "reachable from this commit."
+            f"Higher versions exist on other branches (highest {max(higher, key=_triple)}); "
+            "they are not reachable from this commit."
         )
     return NextVersion(candidate, previous, bump, breaking, tuple(notes))
 

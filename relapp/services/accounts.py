@@ -43,3 +43,19 @@ def create_token(username: str, name: str = "", *, actor: User | str | None = "c
     audit.record(actor, "token.create", target=f"user:{username}", after={"name": row.name, "prefix": row.prefix})
     db.session.commit()
     return row, token
+
+
+def revoke_token(user: User, token_id: int) -> ApiToken:
+    """Revoke one of the user's API tokens (an admin may revoke anyone's); audited, idempotent."""
+    from ..models import utcnow
+
+    row = db.session.get(ApiToken, token_id)
+    if row is None or (row.user_id != user.id and user.role != "admin"):
+        raise NotFound(f"You have no API token {token_id}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(user, "token.revoke", target=f"user:{row.user.username}",
+                     before={"name": row.name, "prefix": row.prefix, "revoked": False},
+                     after={"name": row.name, "prefix": row.prefix, "revoked": True})
+        db.session.commit()
+    return row

@@ -444,3 +444,16 @@ def test_release_kind(version: str, previous: str | None, kind: str) -> None:
 
 def test_line_of() -> None:
     assert line_of(V("1.2.3-rc.1+b")) == (1, 2)
+
+
+@pytest.mark.parametrize("reachable, expected", [
+    ([], None),
+    (["1.0.0", "1.2.0", "1.10.0", "1.9.9"], "1.10.0"),
+    (["1.2.0", "2.0.0-rc.1"], "1.2.0"),
+    (["2.0.0-rc.1"], None),
+])
+def test_previous_release_is_the_highest_stable_reachable_version(reachable, expected):
+    from relapp.domain.versioning import previous_release
+
+    found = previous_release([Version.parse(v) for v in reachable])
+    assert (str(found) if found else None) == expected

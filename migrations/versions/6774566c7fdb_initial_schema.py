@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 22ef26eeedd0
+Revision ID: 6774566c7fdb
 Revises: 
-Create Date: 2026-11-26 14:27:46.802241
+Create Date: 2026-11-26 14:48:02.743100
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import relapp.models
 
 
 # revision identifiers, used by Alembic.
-revision = '22ef26eeedd0'
+revision = '6774566c7fdb'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -195,6 +195,19 @@ def upgrade():
     sa.ForeignKeyConstraint(['requested_by_id'], ['users.id'], name=op.f('fk_jobs_requested_by_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
+    op.create_table('train_runs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('slot', relapp.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
+    sa.Column('detail', sa.Text(), nullable=False),
+    sa.Column('release_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', relapp.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_train_runs_project_id_projects')),
+    sa.ForeignKeyConstraint(['release_id'], ['releases.id'], name=op.f('fk_train_runs_release_id_releases')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_train_runs')),
+    sa.UniqueConstraint('project_id', 'slot', name=op.f('uq_train_runs_project_id_slot'))
+    )
     op.create_table('deployments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('release_id', sa.Integer(), nullable=False),
@@ -208,6 +221,7 @@ def upgrade():
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('lease_until', relapp.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('waiting_until', relapp.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cancel_requested_at', relapp.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('message', sa.Text(), nullable=True),
     sa.Column('created_at', relapp.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', relapp.models.UTCDateTime(timezone=True), nullable=True),
@@ -280,6 +294,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_deployments_environment_id'))
 
     op.drop_table('deployments')
+    op.drop_table('train_runs')
     op.drop_table('jobs')
     with op.batch_alter_table('decisions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_decisions_release_id'))

@@ -1,0 +1,44 @@
+"""Pages: the audit log (read-only, filterable) and the printable release evidence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, render_template, request
+from flask_login import login_required
+
+from ..errors import ServiceError
+from ..services import reports
+from ..services.projects import get_project
+
+bp = Blueprint("audit", __name__)
+
+
+@bp.app_template_filter("compact_json")
+def compact_json(value: Any) -> str:
+    """JSON on one line with sorted keys (escaped by the template like any text)."""
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=False, default=str)
+
+
+@bp.get("/audit")
+@login_required
+def index() -> Any:
+    """Audit events newest first, filtered by project, action, actor and dates; keyset pages."""
+    filters = reports.parse_audit_filters(request.args)
+    before_text = request.args.get("before", "")
+    if before_text and not before_text.isdigit():
+        raise ServiceError("'before' is an audit event id (a number).")
+    page = reports.audit_page(filters, before=int(before_text) if before_text else None)
+    template = "audit/_rows.html" if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "audit-log" else "audit/index.html"
+    html = render_template(template, page=page, filters=filters, before=before_text,
+                           projects=reports.projects())
+    return html, 200, {"Vary": "HX-Request"}
+
+
+@bp.get("/releases/<project_key>/<version>/evidence")
+@login_required
+def evidence(project_key: str, version: str) -> Any:
+    """One printable page per release: tag, commit, changelog, decisions, deploys, hotfixes."""
+    ev = reports.evidence(get_project(project_key), version)
+    return render_template("evidence/show.html", ev=ev, issue_url=reports.issue_url)

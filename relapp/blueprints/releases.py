@@ -1,0 +1,219 @@
+"""Pages: a release (changelog, deployments, decisions, hotfixes), the card actions of the board
+(cut, deploy / promote, go / no-go, hotfix) and the job log view."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..auth import role_required
+from ..domain import changelog as cl
+from ..errors import ServiceError
+from ..services import board as board_svc
+from ..services import releases as svc
+from ..services import releases_read as read
+from ..services.decisions import record_decision
+from ..services.deployments import request_deploy
+from ..services.projects import get_project
+
+bp = Blueprint("releases", __name__)
+
+VARY = {"Vary": "HX-Request"}
+CHANGED = {"HX-Trigger": "board-changed", **VARY}
+_BUG_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _htmx() -> bool:
+    return bool(request.headers.get("HX-Request"))
+
+
+def _text(name: str) -> str | None:
+    """A form field, stripped; None when missing or blank."""
+    value = request.form.get(name, "").strip()
+    return value or None
+
+
+def _page_or_fragment(page: str, fragment: str, **context: Any) -> Any:
+    """The whole page normally; only the named fragment when htmx asks."""
+    return render_template(fragment if _htmx() else page, **context), 200, VARY
+
+
+# --- cut -------------------------------------------------------------------------------------
+
+@bp.get("/releases/<project>/cut")
+@role_required("engineer")
+def new(project: str) -> Any:
+    """The form that cuts a release from main."""
+    return _page_or_fragment("releases/cut.html", "releases/_cut_form.html",
+                             project=get_project(project))
+
+
+@bp.post("/releases/<project>")
+@role_required("engineer")
+def create(project: str) -> Any:
+    """Cut a release from main: the version is allocated now, the tag is made by a job."""
+    bump = "major" if request.form.get("major") else None
+    release, job = svc.cut(get_project(project), current_user, bump=bump, reason=_text("reason"))
+    if _htmx():
+        return render_template("releases/_queued.html", release=release, job=job,
+                               message=f"Cutting {release.version}: tagging {release.tag}."), 200, CHANGED
+    flash(f"Cutting {release.version}: tagging {release.tag}.", "success")
+    return redirect(url_for("releases.show", project=project, version=release.version))
+
+
+# --- the release page ------------------------------------------------------------------------
+
+@bp.get("/releases/<project>/<version>")
+@login_required
+def show(project: str, version: str) -> Any:
+    """One release: facts, changelog (optionally since another release), deploys, decisions."""
+    page = read.release_page(get_project(project), version, since=request.args.get("since") or None,
+                             actor=current_user)
+    return render_template("releases/show.html", page=page, project=page.project,
+                           release=page.release), 200, VARY
+
+
+@bp.get("/releases/<project>/<version>/changelog.md")
+@login_required
+def changelog_md(project: str, version: str) -> Any:
+    """The release's changelog as a Markdown file."""
+    proj = get_project(project)
+    export = read.changelog_export(proj, version, since=request.args.get("since") or None)
+    text = cl.to_markdown(export.changelog, title=export.title,
+                          issue_url_template=proj.issue_url_template or None)
+    return Response(text, mimetype="text/markdown", headers={
+        "Content-Disposition": f'attachment; filename="{export.filename}.md"'})
+
+
+@bp.get("/releases/<project>/<version>/changelog.json")
+@login_required
+def changelog_json(project: str, version: str) -> Any:
+    """The release's changelog as a JSON file."""
+    export = read.changelog_export(get_project(project), version,
+                                   since=request.args.get("since") or None)
+    body = {"project": project, "version": export.release.version,
+            "since": export.since.version if export.since else None,
+            **cl.to_json(export.changelog)}
+    return Response(json.dumps(body, indent=2), mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{export.filename}.json"'})
+
+
+@bp.get("/releases/<project>/<version>/card")
+@login_required
+def card(project: str, version: str) -> Any:
+    """One release's board card (a fragment)."""
+    proj = get_project(project)
+    release = svc.get_release(proj, version)
+    return render_template("board/_card.html", project=proj,
+                           card=board_svc.card_for(proj, release, actor=current_user)), 200, VARY
+
+
+# --- deploy / promote ------------------------------------------------------------------------
+
+@bp.get("/releases/<project>/<version>/promote")
+@login_required
+def promote(project: str, version: str) -> Any:
+    """Before a deploy: from → to, the changelog between them, and what the gates say."""
+    proj = get_project(project)
+    release = svc.get_release(proj, version)
+    env = request.args.get("env") or board_svc.card_for(proj, release).next_env
+    if not env:
+        raise ServiceError(f"{release.version} already reached the last environment; pick one "
+                           f"with ?env= to redeploy or roll back.", code="missing_field")
+    plan = board_svc.promote_plan(proj, release, env, current_user)
+    return _page_or_fragment("releases/promote.html", "releases/_promote.html", project=proj,
+                             plan=plan)
+
+
+@bp.post("/releases/<project>/<version>/deployments")
+@login_required
+def deploy(project: str, version: str) -> Any:
+    """Ask for a deploy of the release to an environment (refusals come back as sentences)."""
+    proj = get_project(project)
+    release = svc.get_release(proj, version)
+    deployment = request_deploy(proj, release, request.form.get("env", ""), current_user,
+                                rollback_reason=_text("rollback_reason"),
+                                freeze_reason=_text("freeze_reason"))
+    message = f"Deploy of {release.version} to {deployment.environment.name} is queued."
+    if _htmx():
+        return render_template("releases/_queued.html", release=release, job=deployment.job,
+                               message=message), 200, CHANGED
+    flash(message, "success")
+    return redirect(url_for("releases.job", job_id=deployment.job_id))
+
+
+# --- go / no-go ------------------------------------------------------------------------------
+
+@bp.get("/releases/<project>/<version>/decide")
+@login_required
+def decide_form(project: str, version: str) -> Any:
+    """The go / no-go form for where the release runs now."""
+    proj = get_project(project)
+    release = svc.get_release(proj, version)
+    form = board_svc.decision_form(proj, release, request.args.get("env") or None, current_user)
+    return _page_or_fragment("releases/decide.html", "releases/_decide.html", project=proj,
+                             form=form)
+
+
+@bp.post("/releases/<project>/<version>/decisions")
+@login_required
+def decide(project: str, version: str) -> Any:
+    """Record a go or no-go, with a comment and bug keys."""
+    proj = get_project(project)
+    release = svc.get_release(proj, version)
+    bugs = [b for b in _BUG_SPLIT.split(request.form.get("bugs", "")) if b]
+    decision = record_decision(proj, release, request.form.get("env", ""), current_user,
+                               request.form.get("decision", ""), request.form.get("comment"), bugs)
+    message = (f"{decision.decision} recorded for {release.version} in "
+               f"{decision.environment.name}.")
+    if _htmx():
+        return render_template("releases/_queued.html", release=release, job=None,
+                               message=message), 200, CHANGED
+    flash(message, "success")
+    return redirect(url_for("releases.show", project=project, version=release.version))
+
+
+# --- hotfix ----------------------------------------------------------------------------------
+
+@bp.get("/releases/<project>/<version>/hotfix")
+@role_required("engineer")
+def hotfix_form(project: str, version: str) -> Any:
+    """The start-hotfix form, with the fix commits on main since the release to pick from."""
+    proj = get_project(project)
+    return _page_or_fragment("releases/hotfix.html", "releases/_hotfix_form.html", project=proj,
+                             form=read.hotfix_form(proj, version))
+
+
+@bp.post("/releases/<project>/<version>/hotfixes")
+@role_required("engineer")
+def hotfix(project: str, version: str) -> Any:
+    """Start a hotfix on the release's line: cherry-pick chosen commits, or tag the branch head."""
+    proj = get_project(project)
+    branch_head = request.form.get("mode") == "branch_head"
+    # The candidate list is newest first; cherry-picks go oldest first, then the pasted SHAs.
+    commits = [c.strip() for c in reversed(request.form.getlist("commits")) if c.strip()]
+    commits += [c for c in _BUG_SPLIT.split(request.form.get("extra", "")) if c]
+    release, _job = svc.hotfix(proj, version, current_user,
+                               commits=None if branch_head else list(dict.fromkeys(commits)),
+                               branch_head=branch_head, force_reason=_text("force_reason"))
+    flash(f"Hotfix {release.version} started on {release.details.get('branch')}: "
+          f"its job builds and tags it.", "success")
+    target = url_for("releases.show", project=project, version=release.version)
+    if _htmx():
+        return "", 200, {"HX-Redirect": target, **VARY}
+    return redirect(target)
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+@bp.get("/jobs/<int:job_id>")
+@login_required
+def job(job_id: int) -> Any:
+    """A job's facts and its log, which streams live while the job runs and replays on reload."""
+    row, lines = read.get_job(job_id)
+    return render_template("jobs/show.html", job=row, lines=lines,
+                           last_seq=lines[-1].seq if lines else 0), 200, VARY

@@ -1,0 +1,168 @@
+"""Live job logs as Server-Sent Events: a ping first, replay after Last-Event-ID, live lines from
+the Redis stream (or database polling when Redis is away), status events, and a final `done`.
+
+Streams are finite: they end with `done` when the job ends, or after RELAPP_SSE_MAX_SECONDS
+(the browser then reconnects with Last-Event-ID and misses nothing). Event ids are the log
+lines' sequence numbers, so a resume replays exactly the lines after the last one seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask_login import current_user
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from ..errors import NotFound, ServiceError, problem
+from ..extensions import db, get_redis, login_manager
+from ..joblog import lines, sse, stream_key
+from ..models import Job
+
+bp = Blueprint("stream", __name__)
+
+FINISHED = ("succeeded", "failed", "cancelled")
+RETRY_MS = 2000
+BLOCK_MS = 1000
+KEEPALIVE = 15.0  # seconds of silence before a comment line keeps proxies from closing
+
+
+def _after() -> int:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ServiceError("Last-Event-ID (or ?after=) must be a log line number.",
+                           code="invalid_field") from None
+
+
+def _status(job_id: int) -> tuple[str, str | None]:
+    row = db.session.execute(select(Job.status, Job.error).where(Job.id == job_id)).one()
+    # Never keep a transaction open while streaming: on SQLite it would hold the write lock.
+    db.session.rollback()
+    return row.status, row.error
+
+
+def _replay(job_id: int, after: int) -> list[Any]:
+    found = lines(job_id, after)
+    db.session.rollback()
+    return found
+
+
+def _line_event(seq: int, at: str, line: str) -> str:
+    return sse("line", {"seq": seq, "at": at, "line": line}, seq)
+
+
+def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
+    """The event stream of one job, starting after log line `after`."""
+    deadline = time.monotonic() + max_seconds
+    status, error = _status(job_id)
+    yield f"retry: {RETRY_MS}\n\n"
+    yield sse("ping", {"job": job_id, "status": status})
+
+    # Note the stream's end before reading the database: a line stored after the replay is
+    # then certainly after this point in Redis, and duplicates are dropped by sequence number.
+    redis: Any = None
+    last_id = "0-0"
+    try:
+        redis = get_redis()
+        newest = redis.xrevrange(stream_key(job_id), count=1)
+        if newest:
+            last_id = newest[0][0].decode() if isinstance(newest[0][0], bytes) else newest[0][0]
+    except (RedisError, OSError):
+        redis = None
+
+    seq = after
+    for row in _replay(job_id, seq):
+        seq = row.seq
+        yield _line_event(row.seq, row.at.isoformat(), row.line)
+    status, error = _status(job_id)
+    yield sse("status", {"status": status, "error": error})
+    last_status = status
+    quiet_since = time.monotonic()
+
+    while status not in FINISHED and time.monotonic() < deadline:
+        sent = False
+        if redis is not None:
+            try:
+                found = redis.xread({stream_key(job_id): last_id}, count=500, block=BLOCK_MS)
+            except (RedisError, OSError):
+                redis, found = None, []  # fall back to polling the database
+            for _key, entries in found or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    raw = fields.get(b"data") or fields.get("data") or b"{}"
+                    event = json.loads(raw)
+                    if event.get("type") != "line" or int(event.get("seq", 0)) <= seq:
+                        continue
+                    if int(event["seq"]) > seq + 1:
+                        # A line never reached Redis: fill the gap from the record.
+                        for row in _replay(job_id, seq):
+                            seq = row.seq
+                            yield _line_event(row.seq, row.at.isoformat(), row.line)
+                    else:
+                        seq = int(event["seq"])
+                        yield _line_event(seq, str(event.get("at", "")), str(event.get("line", "")))
+                    sent = True
+        else:
+            time.sleep(BLOCK_MS / 1000)
+            for row in _replay(job_id, seq):
+                seq = row.seq
+                yield _line_event(row.seq, row.at.isoformat(), row.line)
+                sent = True
+        # The database is the record: the status always comes from it, so a status event lost
+        # with Redis (or published by a process that could not reach it) still ends the stream.
+        status, error = _status(job_id)
+        if status != last_status:
+            yield sse("status", {"status": status, "error": error})
+            last_status = status
+            sent = True
+        if sent:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= KEEPALIVE:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+
+    if status in FINISHED:
+        # Lines written just before the end may not have come through Redis yet.
+        for row in _replay(job_id, seq):
+            seq = row.seq
+            yield _line_event(row.seq, row.at.isoformat(), row.line)
+        yield sse("done", {"status": status, "error": error, "last": seq}, seq)
+
+
+def _stream(job_id: int) -> Response:
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"There is no job {job_id}.")
+    after = _after()
+    db.session.rollback()
+    max_seconds = float(current_app.config.get("RELAPP_SSE_MAX_SECONDS") or 300)
+    response = Response(stream_with_context(events(job_id, after, max_seconds=max_seconds)),
+                        mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response
+
+
+@bp.get("/jobs/<int:job_id>/stream")
+def job_stream(job_id: int) -> Any:
+    """A job's log and status as SSE, for a signed-in person's browser."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return _stream(job_id)
+
+
+@bp.get("/api/v1/jobs/<int:job_id>/stream")
+def api_job_stream(job_id: int) -> Any:
+    """A job's log and status as SSE, for API clients with a bearer token."""
+    if not current_user.is_authenticated:
+        response = problem(401, "Send a valid API token as 'Authorization: Bearer <token>'.",
+                           code="unauthorized")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="relapp"'
+        return response
+    return _stream(job_id)

@@ -1,0 +1,49 @@
+"""Pages: me — who I am, my API tokens (create, shown once; revoke), and the users list for admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..auth import has_role
+from ..errors import ServiceError
+from ..services import accounts, reports
+
+bp = Blueprint("users", __name__)
+
+
+def _page(new_token: str | None = None, new_name: str | None = None) -> Any:
+    users = reports.all_users() if has_role(current_user, "admin") else []
+    html = render_template("users/me.html", tokens=reports.tokens_of(current_user), users=users,
+                           new_token=new_token, new_name=new_name)
+    # The page may carry a fresh token: keep it out of every cache.
+    return html, 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/me")
+@login_required
+def me() -> Any:
+    """My name, role and API tokens; admins also see every user."""
+    return _page()
+
+
+@bp.post("/me/tokens")
+@login_required
+def create_token() -> Any:
+    """Make an API token for me and show it this once."""
+    name = (request.form.get("name") or "").strip()
+    if not name:
+        raise ServiceError("Give the token a name that says where it is used, e.g. 'CI'.", code="missing_field")
+    _row, token = accounts.create_token(current_user.username, name, actor=current_user)
+    return _page(new_token=token, new_name=name)
+
+
+@bp.post("/me/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int) -> Any:
+    """Revoke one of my API tokens; it stops working at once."""
+    row = accounts.revoke_token(current_user, token_id)
+    flash(f"Token '{row.name}' ({row.prefix}…) is revoked.", "success")
+    return redirect(url_for("users.me"), code=303)

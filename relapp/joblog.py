@@ -1,0 +1,111 @@
+"""Job log lines: appended to the database (the record) and to a Redis stream (the live feed);
+read back for replay, and formatted as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .extensions import db, get_redis
+from .models import Job, JobLogLine, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 4000
+MAX_LINES_PER_JOB = 20_000
+STREAM_TTL = 24 * 3600
+
+
+def stream_key(job_id: int) -> str:
+    return f"relapp:joblog:{job_id}"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    at: datetime
+    line: str
+
+
+class JobLog:
+    """Appends lines of one job; each line is committed at once so a crash loses nothing written."""
+
+    def __init__(self, job_id: int, secrets: Iterable[str] = ()) -> None:
+        self.job_id = job_id
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+        last = db.session.scalar(select(func.max(JobLogLine.seq)).where(JobLogLine.job_id == job_id))
+        self.seq = last or 0
+
+    def mask(self, line: str) -> str:
+        for secret in self.secrets:
+            line = line.replace(secret, "****")
+        return line
+
+    def __call__(self, line: str) -> None:
+        self.write(line)
+
+    def write(self, line: str) -> None:
+        """Store one line (masked, capped) in the database, then publish it to Redis."""
+        if self.seq >= MAX_LINES_PER_JOB:
+            return
+        line = self.mask(line.rstrip("\n"))
+        if len(line) > MAX_LINE:
+            line = line[:MAX_LINE] + " …[line cut]"
+        self.seq += 1
+        if self.seq == MAX_LINES_PER_JOB:
+            line = "…[log cut: too many lines]"
+        at = utcnow()
+        # A separate connection keeps log lines out of the job's own transaction. Another process
+        # (a CD system's report, the reaper) may have written the next number: take the one after.
+        for _attempt in range(5):
+            try:
+                with db.engine.begin() as conn:
+                    conn.execute(JobLogLine.__table__.insert().values(
+                        job_id=self.job_id, seq=self.seq, at=at, line=line))
+                break
+            except IntegrityError:
+                with db.engine.connect() as conn:
+                    last = conn.execute(select(func.max(JobLogLine.seq)).where(JobLogLine.job_id == self.job_id)).scalar()
+                self.seq = (last or 0) + 1
+        publish(self.job_id, {"type": "line", "seq": self.seq, "at": at.isoformat(), "line": line})
+
+
+def publish(job_id: int, event: dict[str, object]) -> None:
+    """Push an event to the job's Redis stream; a Redis outage only loses the live feed."""
+    try:
+        redis = get_redis()
+        key = stream_key(job_id)
+        redis.xadd(key, {"data": json.dumps(event)}, maxlen=MAX_LINES_PER_JOB + 100, approximate=True)
+        redis.expire(key, STREAM_TTL)
+    except RedisError as exc:
+        log.warning("job %s: live log unavailable (%s); the line is kept in the database", job_id, exc.__class__.__name__)
+
+
+def lines(job_id: int, after: int = 0) -> list[LogLine]:
+    """The stored lines of a job after sequence number `after`."""
+    rows = db.session.scalars(select(JobLogLine).where(JobLogLine.job_id == job_id, JobLogLine.seq > after)
+                              .order_by(JobLogLine.seq)).all()
+    return [LogLine(row.seq, row.at, row.line) for row in rows]
+
+
+def sse(event: str, data: object, event_id: int | None = None) -> str:
+    """One Server-Sent Event."""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    out = ""
+    if event_id is not None:
+        out += f"id: {event_id}\n"
+    out += f"event: {event}\n"
+    for part in payload.split("\n"):
+        out += f"data: {part}\n"
+    return out + "\n"
+
+
+def finished(job: Job) -> bool:
+    return job.status in ("succeeded", "failed", "cancelled")

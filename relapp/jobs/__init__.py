@@ -1,0 +1,101 @@
+"""RQ job functions: they take ids, re-load rows, are idempotent, and write data, never HTML.
+
+Every job row runs through `run(job_id)`: it claims the row (queued → running) with a
+compare-and-set so a job handed to Redis twice runs once, then calls the handler of its kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import update
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Any], None]
+HANDLERS: dict[str, str] = {
+    "tag_release": "relapp.jobs.git:tag_release",
+    "hotfix": "relapp.jobs.git:make_hotfix",
+    "deploy": "relapp.jobs.deploy:deploy",
+}
+
+
+class JobFailed(Exception):
+    """A job ends as failed with this sentence (shown to people, so no secrets, no traceback)."""
+
+
+def _app() -> Flask:
+    if has_app_context():
+        return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    from relapp import create_app
+
+    return create_app()
+
+
+def _handler(kind: str) -> Handler:
+    import importlib
+
+    module, _, name = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def run(job_id: int) -> str:
+    """Claim and run one job row; a second delivery of the same job does nothing."""
+    app = _app()
+    with app.app_context():
+        from relapp.extensions import db, write_transaction
+        from relapp.joblog import JobLog, publish
+        from relapp.models import Job, utcnow
+
+        # A forked work-horse must not share the parent's database connections.
+        if app.extensions.get("relapp.pid") != os.getpid():
+            db.engine.dispose(close=False)
+            app.extensions["relapp.pid"] = os.getpid()
+        with write_transaction():
+            claimed = db.session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", attempt=Job.attempt + 1, started_at=utcnow())
+            ).rowcount
+        if not claimed:
+            return "skipped: not queued"
+        job = db.session.get(Job, job_id)
+        assert job is not None
+        joblog = JobLog(job.id)
+        db.session.commit()  # no read snapshot held into the handler (SQLite would refuse its writes)
+        publish(job.id, {"type": "status", "status": "running"})
+        try:
+            _handler(job.kind)(job, joblog)
+        except JobFailed as exc:
+            db.session.rollback()
+            _finish(job_id, "failed", str(exc))
+            joblog.write(f"failed: {exc}")
+            return "failed"
+        except Exception as exc:
+            db.session.rollback()
+            log.exception("job %s crashed", job_id)
+            _finish(job_id, "failed", f"Unexpected error ({exc.__class__.__name__}); see the worker log.")
+            joblog.write(f"failed: unexpected error ({exc.__class__.__name__})")
+            return "failed"
+        _finish(job_id, "succeeded", None)
+        return "succeeded"
+
+
+def _finish(job_id: int, status: str, error: str | None) -> None:
+    from relapp.extensions import db, write_transaction
+    from relapp.joblog import publish
+    from relapp.models import Job, utcnow
+
+    db.session.rollback()
+    with write_transaction():
+        db.session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                           .values(status=status, error=error, finished_at=utcnow()))
+    publish(job_id, {"type": "status", "status": status, "error": error})
+
+
+def ping(value: Any) -> dict[str, Any]:
+    """A trivial job that proves the queue and a worker work: it echoes its argument."""
+    return {"echo": value, "pid": os.getpid()}

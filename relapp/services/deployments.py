@@ -1,0 +1,505 @@
+"""Deploy use cases: ask for a deploy through the pipeline gates, report back, cancel, lock, freeze.
+
+The database is the record of truth. A deployment, its job (the outbox row) and its audit event are
+committed in one transaction and handed to Redis only after the commit; the partial unique index
+`uq_deployments_active_env` is the real guard against two active deploys in one environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+import semver
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..domain import pipeline
+from ..errors import Conflict, Forbidden, NotFound, ServiceError
+from ..extensions import db
+from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
+from . import audit
+from .projects import get_environment
+from .queue import create_job, dispatch
+
+log = logging.getLogger(__name__)
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+MAX_REASON = 500
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def setting(name: str, default: float) -> float:
+    """A numeric setting from the app config, else the environment, else the default."""
+    value = current_app.config.get(name)
+    if value is None:
+        value = os.environ.get(name)
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def lease_seconds() -> float:
+    """How long a running deploy's lease lasts between heartbeats (RELAPP_LEASE_SECONDS)."""
+    return max(1.0, setting("RELAPP_LEASE_SECONDS", 60))
+
+
+def wait_seconds(driver_kind: str) -> float:
+    """How long a handed-off deploy may wait for its report (webhook: 1 h, manual: 1 day)."""
+    if driver_kind == "manual":
+        return setting("RELAPP_MANUAL_WAIT_SECONDS", 24 * 3600)
+    return setting("RELAPP_WEBHOOK_WAIT_SECONDS", 3600)
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def version_of(release: Release) -> semver.Version:
+    """The release's version as semver (falling back to its numbers for odd legacy strings)."""
+    try:
+        return semver.Version.parse(release.version)
+    except ValueError:
+        return semver.Version(release.major, release.minor, release.patch)
+
+
+def current_deployment(env: Environment) -> Deployment | None:
+    """The latest successful deployment of an environment: what runs there now."""
+    return db.session.scalar(select(Deployment).where(
+        Deployment.environment_id == env.id, Deployment.status == "succeeded")
+        .order_by(Deployment.id.desc()).limit(1))
+
+
+def active_deployment(env: Environment) -> Deployment | None:
+    """The queued or running deployment that holds the environment, if any."""
+    return db.session.scalar(select(Deployment).where(
+        Deployment.environment_id == env.id, Deployment.status.in_(ACTIVE)).limit(1))
+
+
+def get_deployment(deployment_id: int) -> Deployment:
+    """The deployment with this id, or NotFound with a sentence."""
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment is None:
+        raise NotFound(f"There is no deployment {deployment_id}.")
+    return deployment
+
+
+def deployed_by(release: Release, env: Environment) -> list[str]:
+    """Who deployed this release to this environment successfully."""
+    rows = db.session.scalars(select(Deployment).where(
+        Deployment.release_id == release.id, Deployment.environment_id == env.id,
+        Deployment.status == "succeeded"))
+    return sorted({d.requested_by.username for d in rows if d.requested_by is not None})
+
+
+def decision_facts(decisions: list[Decision]) -> list[pipeline.DecisionFacts]:
+    """Decisions as the pipeline rules see them."""
+    return [pipeline.DecisionFacts(environment=d.environment.name, decision=d.decision,
+                                   by=d.by.username if d.by else "?", at=d.created_at,
+                                   comment=d.comment or "", bugs=tuple(d.bugs or ()))
+            for d in decisions]
+
+
+def release_facts(release: Release) -> pipeline.ReleaseFacts:
+    """The parts of a release the gates look at."""
+    return pipeline.ReleaseFacts(version=version_of(release), kind=release.kind,
+                                 tagged=release.state == "tagged" and bool(release.sha),
+                                 sha=release.sha,
+                                 cut_by=release.created_by.username if release.created_by else None)
+
+
+def environment_facts(env: Environment) -> pipeline.EnvironmentFacts:
+    """One environment as configured plus what runs there now, for the gates."""
+    current = current_deployment(env)
+    active = active_deployment(env)
+    return pipeline.EnvironmentFacts(
+        name=env.name, position=env.position, requires_go_from=env.requires_go_from,
+        deploy_roles=frozenset(env.deploy_roles or ()), decide_roles=frozenset(env.decide_roles or ()),
+        locked=env.locked, lock_reason=env.lock_reason, frozen=env.frozen,
+        freeze_reason=env.freeze_reason, separation_of_duties=env.separation_of_duties,
+        current_version=version_of(current.release) if current else None,
+        active_deployment=pipeline.ActiveDeployment(
+            version=version_of(active.release), state=active.status,
+            requested_by=active.requested_by.username if active.requested_by else "relapp")
+        if active else None)
+
+
+def actor_of(user: User) -> pipeline.Actor:
+    """A signed-in user as the pipeline rules see them."""
+    return pipeline.Actor(username=user.username, role=pipeline.Role(user.role))
+
+
+def may_deploy(user: User, env: Environment) -> bool:
+    """True when the user's role may deploy to the environment (admins always may)."""
+    return user.role == "admin" or user.role in (env.deploy_roles or ())
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+def job_json(job: Job | None) -> dict[str, Any] | None:
+    """A job as the API shows it (without its log lines)."""
+    if job is None:
+        return None
+    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
+            "attempt": job.attempt, "enqueued": job.enqueued_at is not None,
+            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at), "url": f"/api/v1/jobs/{job.id}",
+            "stream_url": f"/api/v1/jobs/{job.id}/stream"}
+
+
+def deployment_json(deployment: Deployment) -> dict[str, Any]:
+    """A deployment as the API shows it."""
+    release = deployment.release
+    waiting = deployment.status == "running" and deployment.waiting_until is not None
+    return {
+        "id": deployment.id,
+        "project": release.project.key,
+        "environment": deployment.environment.name,
+        "release": {"version": release.version, "tag": release.tag, "commit": release.sha,
+                    "kind": release.kind},
+        "status": deployment.status,
+        "waiting": waiting,
+        "attempt": deployment.attempt,
+        "requested_by": deployment.requested_by.username if deployment.requested_by else None,
+        "previous_version": deployment.previous_version,
+        "rollback_reason": deployment.rollback_reason,
+        "freeze_reason": deployment.freeze_reason,
+        "message": deployment.message,
+        "cancel_requested": deployment.cancel_requested_at is not None,
+        "created_at": _iso(deployment.created_at),
+        "started_at": _iso(deployment.started_at),
+        "finished_at": _iso(deployment.finished_at),
+        "lease_until": _iso(deployment.lease_until),
+        "waiting_until": _iso(deployment.waiting_until),
+        "job": job_json(deployment.job),
+        "url": f"/api/v1/deployments/{deployment.id}",
+    }
+
+
+def environment_json(env: Environment) -> dict[str, Any]:
+    """An environment: configuration, what runs there, who put it there, lock, freeze and drift."""
+    current = current_deployment(env)
+    active = active_deployment(env)
+    return {
+        "name": env.name,
+        "position": env.position,
+        "requires_go_from": env.requires_go_from,
+        "deploy_roles": list(env.deploy_roles or ()),
+        "decide_roles": list(env.decide_roles or ()),
+        "separation_of_duties": env.separation_of_duties,
+        # Only the kind: driver settings hold secrets.
+        "driver": (env.driver or {}).get("kind"),
+        "current": {
+            "version": current.release.version, "tag": current.release.tag,
+            "deployed_at": _iso(current.finished_at),
+            "deployed_by": current.requested_by.username if current.requested_by else None,
+            "deployment_id": current.id,
+        } if current else None,
+        "active_deployment": deployment_json(active) if active else None,
+        "locked": env.locked, "lock_reason": env.lock_reason,
+        "frozen": env.frozen, "freeze_reason": env.freeze_reason,
+        "version_url": env.version_url,
+        "observed_version": env.observed_version,
+        "observed_at": _iso(env.observed_at),
+        "observed_error": env.observed_error,
+    }
+
+
+# -- requesting a deploy ----------------------------------------------------------------------
+
+
+def _refused(verdict: pipeline.Verdict, *, code: str = "deploy_refused") -> ServiceError:
+    reasons = [{"code": r.code, "sentence": r.sentence} for r in verdict.reasons]
+    # A role problem is "not allowed" (403) when it is the only thing wrong; otherwise the
+    # request is refused by the state of things (409), which waiting or fixing can change.
+    status = 403 if verdict.codes == ("not-allowed",) else 409
+    return ServiceError(verdict.message, status=status, code=code, reasons=reasons)
+
+
+def deploy_verdict(release: Release, env: Environment, actor: User, *,
+                   rollback_reason: str | None = None,
+                   freeze_reason: str | None = None) -> pipeline.Verdict:
+    """What the gates say about deploying `release` to `env` now (nothing is written)."""
+    required = None
+    if env.requires_go_from:
+        required = next((e for e in env.project.environments if e.name == env.requires_go_from), None)
+    return pipeline.check_deploy(
+        release_facts(release), environment_facts(env),
+        decisions=decision_facts(list(release.decisions)), actor=actor_of(actor),
+        request=pipeline.DeployRequest(rollback_reason=rollback_reason, freeze_reason=freeze_reason),
+        deployed_by=deployed_by(release, required) if required is not None else ())
+
+
+def _reason(text: str | None, name: str) -> str | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ServiceError(f"The {name} must be text.", code="invalid_field")
+    text = text.strip()
+    if len(text) > MAX_REASON:
+        raise ServiceError(f"The {name} is longer than {MAX_REASON} characters.", code="invalid_field")
+    return text or None
+
+
+def request_deploy(project: Project, release: Release, env_name: str, actor: User, *,
+                   rollback_reason: str | None = None,
+                   freeze_reason: str | None = None) -> Deployment:
+    """Queue a deploy of `release` to `env_name` if every gate allows it; else 403/409 with why."""
+    env = get_environment(project, env_name)
+    if release.project_id != project.id:
+        raise NotFound(f"Project {project.key} has no release {release.version}.")
+    rollback_reason = _reason(rollback_reason, "rollback reason")
+    freeze_reason = _reason(freeze_reason, "freeze reason")
+    verdict = deploy_verdict(release, env, actor, rollback_reason=rollback_reason,
+                             freeze_reason=freeze_reason)
+    if not verdict.allowed:
+        raise _refused(verdict)
+    previous = current_deployment(env)
+    through_freeze = env.frozen and freeze_reason is not None
+    deployment = Deployment(
+        release_id=release.id, environment_id=env.id, status="queued", requested_by_id=actor.id,
+        rollback_reason=rollback_reason if verdict.rollback else None,
+        freeze_reason=freeze_reason if through_freeze else None,
+        previous_version=previous.release.version if previous else None)
+    try:
+        db.session.add(deployment)
+        db.session.flush()
+        job = create_job("deploy", project_id=project.id, release_id=release.id,
+                         payload={"deployment_id": deployment.id}, requested_by=actor)
+        deployment.job_id = job.id
+        audit.record(actor, "deploy.request", project_id=project.id,
+                     target=f"deployment:{deployment.id}",
+                     before={"environment": env.name,
+                             "version": previous.release.version if previous else None},
+                     after={"environment": env.name, "version": release.version,
+                            "deployment": deployment.id, "status": "queued",
+                            "rollback": verdict.rollback, "freeze_exception": through_freeze},
+                     detail="\n".join(verdict.notes))
+        db.session.commit()
+    except IntegrityError:
+        # Another request took the environment between our check and our insert: the
+        # partial unique index refused the second active deployment. Say who holds it.
+        db.session.rollback()
+        log.info("deploy of %s to %s lost the race for the environment", release.version, env.name)
+        again = deploy_verdict(release, env, actor, rollback_reason=rollback_reason,
+                               freeze_reason=freeze_reason)
+        if not again.allowed:
+            raise _refused(again) from None
+        raise Conflict(f"{env.name} is busy: another deploy was asked for at the same moment; "
+                       f"try again.", code="deploy_refused",
+                       reasons=[{"code": "busy", "sentence": f"{env.name} is busy"}]) from None
+    dispatch(job)
+    return deployment
+
+
+# -- the report back, cancelling --------------------------------------------------------------
+
+
+def finish(deployment_id: int, attempt: int, status: str, message: str | None, *,
+           actor: User | str | None, action: str, project_id: int | None,
+           only_waiting: bool = False) -> bool:
+    """End a running deployment, fenced by its attempt; False (nothing written) when stale."""
+    now = utcnow()
+    query = update(Deployment).where(Deployment.id == deployment_id,
+                                      Deployment.attempt == attempt,
+                                      Deployment.status == "running")
+    if only_waiting:
+        query = query.where(Deployment.waiting_until.is_not(None))
+    changed = db.session.execute(query.values(
+        status=status, message=message, finished_at=now, lease_until=None,
+        waiting_until=None)).rowcount
+    if not changed:
+        db.session.rollback()
+        return False
+    audit.record(actor, action, project_id=project_id, target=f"deployment:{deployment_id}",
+                 before={"status": "running", "attempt": attempt},
+                 after={"status": status, "attempt": attempt, "message": message})
+    db.session.commit()
+    return True
+
+
+def write_line(joblog: Any, line: str) -> None:
+    """Write a log line even when another process wrote to the same job log meanwhile.
+
+    JobLog numbers lines from a counter it read once; a report, a cancel or the reaper may add a
+    line to a running job's log from another process, and then the next number is taken. On that
+    conflict, catch up with the stored numbering and write again.
+    """
+    from sqlalchemy import func
+
+    from ..models import JobLogLine
+
+    for _ in range(5):
+        try:
+            joblog.write(line)
+            return
+        except IntegrityError:
+            with db.engine.connect() as conn:
+                joblog.seq = conn.execute(select(func.max(JobLogLine.seq)).where(
+                    JobLogLine.job_id == joblog.job_id)).scalar() or 0
+    log.warning("job %s: could not store a log line after 5 tries", joblog.job_id)
+
+
+def append_log(job_id: int | None, line: str, event: dict[str, Any] | None = None) -> None:
+    """Add one line (and optionally a status event) to a job's log from outside the job."""
+    if job_id is None:
+        return
+    from ..joblog import JobLog, publish
+
+    joblog = JobLog(job_id)
+    # JobLog read its last sequence number through the session; end that read before the
+    # log line's own connection writes (SQLite takes the write lock at BEGIN).
+    db.session.commit()
+    write_line(joblog, line)
+    if event is not None:
+        publish(job_id, event)
+
+
+def report_status(deployment: Deployment, status: str, *, attempt: int | None,
+                  message: str | None, actor: User | str) -> Deployment:
+    """Record the CD system's (or a person's) report that a running deploy succeeded or failed."""
+    if status not in ("succeeded", "failed"):
+        raise ServiceError("The status must be 'succeeded' or 'failed'.", code="invalid_field")
+    if message is not None and not isinstance(message, str):
+        raise ServiceError("The message must be text.", code="invalid_field")
+    message = (message or "").strip()[:2000] or None
+    if attempt is None:
+        attempt = deployment.attempt
+    deployment_id, job_id = deployment.id, deployment.job_id
+    project_id = deployment.release.project_id
+    env_name = deployment.environment.name
+    if deployment.status == status and deployment.attempt == attempt:
+        return deployment  # the same report again (a retried callback): nothing more to do
+    if deployment.status != "running":
+        raise Conflict(f"Deployment {deployment_id} is {deployment.status}, not running: "
+                       f"a report can only end a running deploy.", code="not_running")
+    if deployment.attempt != attempt:
+        raise Conflict(f"Deployment {deployment_id} is on attempt {deployment.attempt}, not "
+                       f"{attempt}: this report is for an earlier run and was ignored.",
+                       code="stale_attempt")
+    kind = (deployment.environment.driver or {}).get("kind")
+    if deployment.waiting_until is None and kind != "webhook":
+        # A command deploy is run by relapp's worker, which records its end itself; a CD system
+        # may answer before its webhook call returns, so only webhooks may report this early.
+        raise Conflict(f"Deployment {deployment_id} is being run by relapp's worker and ends by "
+                       f"itself; cancel it to stop it.", code="not_waiting")
+    who = actor.username if isinstance(actor, User) else actor
+    if not finish(deployment_id, attempt, status, message or f"reported {status} by {who}",
+                  actor=actor, action="deploy.report", project_id=project_id):
+        db.session.expire_all()
+        current = get_deployment(deployment_id)
+        raise Conflict(f"Deployment {deployment_id} changed meanwhile (it is now "
+                       f"{current.status}); the report was ignored.", code="not_running")
+    append_log(job_id, f"{who} reported {status} for {env_name}" + (f": {message}" if message else ""),
+               {"type": "deployment", "deployment": deployment_id, "status": status})
+    db.session.expire_all()
+    return get_deployment(deployment_id)
+
+
+def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) -> Deployment:
+    """Cancel a queued or waiting deploy at once, or ask a running one to stop (a database flag)."""
+    release = deployment.release
+    mine = deployment.requested_by_id == actor.id
+    if not (mine or actor.role in ("release", "admin")):
+        raise Forbidden(f"Only {deployment.requested_by.username if deployment.requested_by else 'its requester'} "
+                        f"or a release manager or admin may cancel deployment {deployment.id}.")
+    if deployment.status not in ACTIVE:
+        raise Conflict(f"Deployment {deployment.id} is already {deployment.status}; there is "
+                       f"nothing to cancel.", code="not_active")
+    reason = _reason(reason, "reason")
+    message = f"cancelled by {actor.username}" + (f": {reason}" if reason else "")
+    now = utcnow()
+    deployment_id, job_id, attempt = deployment.id, deployment.job_id, deployment.attempt
+    before = {"status": deployment.status, "attempt": attempt}
+    done = db.session.execute(update(Deployment).where(
+        Deployment.id == deployment_id, Deployment.status == "queued").values(
+        status="cancelled", message=message, finished_at=now)).rowcount
+    if not done:
+        # Handed off (webhook / manual): no process of ours runs, so end it now.
+        done = db.session.execute(update(Deployment).where(
+            Deployment.id == deployment_id, Deployment.status == "running",
+            Deployment.attempt == attempt, Deployment.waiting_until.is_not(None)).values(
+            status="cancelled", message=message, finished_at=now, waiting_until=None,
+            lease_until=None)).rowcount
+    if done:
+        if job_id is not None:
+            db.session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                status="cancelled", error=message, finished_at=now))
+        audit.record(actor, "deploy.cancel", project_id=release.project_id,
+                     target=f"deployment:{deployment_id}", before=before,
+                     after={"status": "cancelled"}, detail=message)
+        db.session.commit()
+        append_log(job_id, message, {"type": "deployment", "deployment": deployment_id,
+                                     "status": "cancelled"})
+    else:
+        # A driver is running: its job polls this flag, stops its process group and then
+        # records the deployment as cancelled itself, so the environment is never freed early.
+        changed = db.session.execute(update(Deployment).where(
+            Deployment.id == deployment_id, Deployment.status == "running",
+            Deployment.cancel_requested_at.is_(None)).values(cancel_requested_at=now)).rowcount
+        if changed:
+            audit.record(actor, "deploy.cancel_request", project_id=release.project_id,
+                         target=f"deployment:{deployment_id}", before=before,
+                         after={"status": "running", "cancel_requested": True}, detail=message)
+        db.session.commit()
+        if changed:
+            append_log(job_id, f"{message}; stopping the deploy")
+    db.session.expire_all()
+    return get_deployment(deployment_id)
+
+
+# -- locks and freezes ------------------------------------------------------------------------
+
+
+def _guard_admin(actor: User, what: str, env: Environment) -> None:
+    if actor.role not in ("release", "admin"):
+        raise Forbidden(f"Only a release manager or an admin may {what} {env.name}; you are "
+                        f"{actor.role}.")
+
+
+def set_lock(project: Project, env_name: str, actor: User, *, locked: bool,
+             reason: str | None = None) -> Environment:
+    """Lock an environment (no deploys, with a reason) or unlock it; audited."""
+    env = get_environment(project, env_name)
+    _guard_admin(actor, "lock or unlock", env)
+    reason = _reason(reason, "reason")
+    if locked and not reason:
+        raise ServiceError(f"Say why {env.name} is locked: give a reason.", code="missing_field")
+    before = {"locked": env.locked, "lock_reason": env.lock_reason}
+    env.locked = locked
+    env.lock_reason = reason if locked else None
+    audit.record(actor, "environment.lock" if locked else "environment.unlock",
+                 project_id=project.id, target=f"environment:{project.key}/{env.name}",
+                 before=before, after={"locked": env.locked, "lock_reason": env.lock_reason},
+                 detail=reason or "")
+    db.session.commit()
+    return env
+
+
+def set_freeze(project: Project, env_name: str, actor: User, *, frozen: bool,
+               reason: str | None = None) -> Environment:
+    """Freeze an environment (only hotfixes with a reason pass) or unfreeze it; audited."""
+    env = get_environment(project, env_name)
+    _guard_admin(actor, "freeze or unfreeze", env)
+    reason = _reason(reason, "reason")
+    if frozen and not reason:
+        raise ServiceError(f"Say why {env.name} is frozen: give a reason.", code="missing_field")
+    before = {"frozen": env.frozen, "freeze_reason": env.freeze_reason}
+    env.frozen = frozen
+    env.freeze_reason = reason if frozen else None
+    audit.record(actor, "environment.freeze" if frozen else "environment.unfreeze",
+                 project_id=project.id, target=f"environment:{project.key}/{env.name}",
+                 before=before, after={"frozen": env.frozen, "freeze_reason": env.freeze_reason},
+                 detail=reason or "")
+    db.session.commit()
+    return env

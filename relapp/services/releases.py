@@ -1,0 +1,463 @@
+"""Releases: adopting existing tags, cutting from main, hotfixes on a line, changelogs.
+
+Requests resolve and compute under the project's clone lock (so two people asking at once are
+served one after the other), allocate the version in the database under its unique constraint,
+commit, and only then hand the git work (tag, cherry-pick, push) to the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from semver import Version
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import gitops
+from ..domain import changelog as cl
+from ..domain import versioning as vs
+from ..errors import Conflict, NotFound, ServiceError, Unavailable
+from ..extensions import db
+from ..models import Job, Project, Release, User, utcnow
+from . import audit
+from .queue import create_job, dispatch
+
+log = logging.getLogger(__name__)
+
+ALLOCATION_ATTEMPTS = 5
+
+
+# --- the project's clone and its rules ---------------------------------------------------
+
+def workspace(project: Project) -> gitops.Workspace:
+    """relapp's own clone of the project's remote."""
+    folder = Path(current_app.config["RELAPP_REPOS_DIR"]) / project.key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return gitops.Workspace(folder, project.remote_url, timeout=current_app.config["RELAPP_GIT_TIMEOUT"])
+
+
+def rules(project: Project) -> vs.TagRules:
+    """The project's tag template, the default legacy forms and its ignore patterns."""
+    return vs.TagRules(template=project.tag_template, ignore=tuple(project.ignore_tags or ()))
+
+
+def teams(project: Project) -> list[cl.Team]:
+    return [cl.Team(team.name, tuple(team.paths)) for team in project.teams]
+
+
+def branch_name(project: Project, version: Version) -> str:
+    """The line's release branch, e.g. release/1.4."""
+    return project.release_branch_template.format(major=version.major, minor=version.minor)
+
+
+def _git_error(exc: gitops.GitError) -> ServiceError:
+    if isinstance(exc, gitops.UnsafeName):
+        return ServiceError(str(exc), code="unsafe_name")
+    if isinstance(exc, gitops.WorkspaceBusy):
+        return Unavailable("The project's repository is busy with another job; try again in a moment.",
+                           code="repository_busy")
+    return ServiceError(f"git: {exc}", status=502, code="git_error")
+
+
+def _locked(ws: gitops.Workspace) -> Any:
+    """The clone's lock, taken with no database transaction open: the lock order is always
+    clone first, then database, so a request and a job can never wait on each other."""
+    db.session.commit()
+    return ws.lock()
+
+
+# --- lookups and JSON ---------------------------------------------------------------------
+
+def parse_version(text: str) -> Version:
+    """A version from a URL or a body, or a 400 with a sentence."""
+    try:
+        return Version.parse(str(text).removeprefix("v"))
+    except (ValueError, TypeError):
+        raise ServiceError(f"'{str(text)[:64]}' is not a version like 1.4.0.", code="invalid_version") from None
+
+
+def get_release(project: Project, version: str) -> Release:
+    """The project's release with this version, or NotFound."""
+    parsed = parse_version(version)
+    release = db.session.scalar(select(Release).where(Release.project_id == project.id,
+                                                      Release.version == str(parsed)))
+    if release is None:
+        raise NotFound(f"Project {project.key} has no release {parsed}.")
+    return release
+
+
+def db_versions(project: Project) -> list[Version]:
+    """Every version the database holds for the project (tagged, pending or failed)."""
+    return [Version.parse(v) for v in db.session.scalars(select(Release.version).where(Release.project_id == project.id))]
+
+
+def job_json(job: Job | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
+            "created_at": job.created_at.isoformat(), "url": f"/api/v1/jobs/{job.id}"}
+
+
+def release_json(release: Release, *, full: bool = False) -> dict[str, Any]:
+    """A release as the API shows it."""
+    data: dict[str, Any] = {
+        "version": release.version, "kind": release.kind, "tag": release.tag, "commit": release.sha,
+        "state": release.state, "source": release.source,
+        "follows": release.follows.version if release.follows else (release.details or {}).get("follows"),
+        "base": release.base.version if release.base else None,
+        "created_at": release.created_at.isoformat(),
+        "created_by": release.created_by.username if release.created_by else None,
+        "tagged_at": release.tagged_at.isoformat() if release.tagged_at else None,
+        "reason": release.reason,
+    }
+    if full:
+        data["details"] = release.details or {}
+        data["deployments"] = [{
+            "id": d.id, "environment": d.environment.name, "status": d.status,
+            "requested_by": d.requested_by.username if d.requested_by else None,
+            "created_at": d.created_at.isoformat(),
+            "finished_at": d.finished_at.isoformat() if d.finished_at else None,
+            "rollback_reason": d.rollback_reason, "message": d.message} for d in release.deployments]
+        data["decisions"] = [{
+            "environment": d.environment.name, "decision": d.decision, "comment": d.comment,
+            "bugs": list(d.bugs or []), "by": d.by.username if d.by else None,
+            "at": d.created_at.isoformat()} for d in release.decisions]
+        data["hotfixes"] = [r.version for r in hotfixes_of(release)]
+        data["jobs"] = [job_json(j) for j in db.session.scalars(
+            select(Job).where(Job.release_id == release.id).order_by(Job.id))]
+    return data
+
+
+def hotfixes_of(release: Release) -> list[Release]:
+    """Later releases on the same line (X.Y.Z with Z above this one's)."""
+    return list(db.session.scalars(select(Release).where(
+        Release.project_id == release.project_id, Release.major == release.major,
+        Release.minor == release.minor, Release.patch > release.patch).order_by(Release.patch)))
+
+
+# --- adoption -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdoptionReport:
+    recognised: list[dict[str, Any]]
+    ignored: list[dict[str, Any]]
+    unknown: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    main_follows: str | None
+    main_next: str | None
+    main_refusal: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"recognised": self.recognised, "ignored": self.ignored, "unknown": self.unknown,
+                "conflicts": self.conflicts, "main_follows": self.main_follows,
+                "main_next": self.main_next, "main_refusal": self.main_refusal}
+
+
+def adopt_report(project: Project) -> AdoptionReport:
+    """What relapp makes of the repository's tags, and which release main would follow."""
+    try:
+        ws = workspace(project)
+        with _locked(ws):
+            ws.ensure()
+            ws.fetch()
+            inventory = vs.inventory(ws.tags(), rules(project))
+            head = ws.resolve(project.main_branch)
+            merged = ws.tags_merged(head)
+            plan = _plan_main(project, ws, inventory, head, merged, None, None)
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+    nxt, refusal = (plan[0], None) if isinstance(plan, tuple) else (None, plan)
+    return AdoptionReport(
+        recognised=[{"tag": c.name, "version": str(c.version), "commit": c.tag.sha, "rule": c.status.value}
+                    for c in sorted(inventory.recognised, key=lambda c: (c.version, c.name))],
+        ignored=[{"tag": c.name, "reason": c.reason} for c in inventory.ignored],
+        unknown=[{"tag": c.name, "reason": c.reason} for c in inventory.unknown],
+        conflicts=[{"version": str(c.version), "tags": [t.name for t in c.tags], "commits": list(c.shas)}
+                   for c in inventory.conflicts],
+        main_follows=str(nxt.previous) if nxt and nxt.previous else None,
+        main_next=str(nxt.version) if nxt else None,
+        main_refusal=refusal,
+    )
+
+
+def adopt_into_db(key: str, *, actor: User | str | None = "cli") -> list[Release]:
+    """Record recognised stable tags as adopted releases (idempotent); conflicts stay for a person."""
+    from .projects import get_project
+
+    project = get_project(key)
+    try:
+        ws = workspace(project)
+        with _locked(ws):
+            ws.ensure()
+            ws.fetch()
+            inventory = vs.inventory(ws.tags(), rules(project))
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+    known = set(db.session.scalars(select(Release.version).where(Release.project_id == project.id)))
+    stable = sorted({c.version for c in inventory.recognised if c.version and not c.version.prerelease
+                     and not inventory.is_conflicted(c.version)})
+    created: list[Release] = []
+    previous: Release | None = None
+    for version in stable:
+        existing = db.session.scalar(select(Release).where(Release.project_id == project.id, Release.version == str(version)))
+        if existing is not None:
+            previous = existing
+            continue
+        tag = min(inventory.tags_for(version), key=lambda c: (c.status != vs.TagStatus.CANONICAL, c.name))
+        release = Release(project_id=project.id, version=str(version), major=version.major, minor=version.minor,
+                          patch=version.patch, kind=vs.release_kind(version, previous and Version.parse(previous.version)),
+                          source="adopted", tag=tag.name, sha=tag.tag.sha, state="tagged",
+                          follows_id=previous.id if previous else None, tagged_at=utcnow(),
+                          details={"adopted_from": tag.name, "rule": tag.status.value})
+        db.session.add(release)
+        db.session.flush()
+        created.append(release)
+        previous = release
+    if created:
+        audit.record(actor, "release.adopt", project_id=project.id, target=f"project:{project.key}",
+                     after={"versions": [r.version for r in created]},
+                     detail=f"{len(created)} existing tag(s) adopted; {len(known)} already known")
+    db.session.commit()
+    return created
+
+
+# --- cutting from main --------------------------------------------------------------------
+
+def _plan_main(project: Project, ws: gitops.Workspace, inventory: vs.Inventory, sha: str,
+               merged: set[str], requested: vs.Bump | None, reason: str | None) -> tuple[vs.NextVersion, list[Any]] | str:
+    reachable = [v for v in inventory.versions_of(merged)]
+    existing = set(inventory.versions()) | set(db_versions(project))
+    previous = vs.previous_release(reachable)
+    exclude = [t.tag.sha for t in inventory.tags_for(previous)] if previous else []
+    commits = ws.commits(sha, exclude) if exclude or previous is None else []
+    try:
+        nxt = vs.next_main_version(reachable=reachable, existing=existing, commits=commits, requested=requested,
+                                   reason=reason, baseline=Version.parse(project.baseline_version))
+    except vs.Refusal as exc:
+        return exc.message
+    return nxt, commits
+
+
+def cut(project: Project, actor: User | None, *, ref: str | None = None, bump: str | None = None,
+        reason: str | None = None) -> tuple[Release, Job]:
+    """Allocate the next version from main, record it, and queue its tag job."""
+    requested = {None: None, "minor": vs.Bump.MINOR, "major": vs.Bump.MAJOR}.get(bump, "bad")
+    if requested == "bad":
+        raise ServiceError("'bump' is 'minor' or 'major'; releases from main are never patch bumps "
+                           "(patches belong to hotfixes).", code="invalid_bump")
+    if reason is not None and len(reason) > 2000:
+        raise ServiceError("A reason is at most 2000 characters.", code="invalid_reason")
+    ref = project.main_branch if ref is None else ref
+    try:
+        gitops.validate_revision(ref)
+        ws = workspace(project)
+        with _locked(ws):
+            ws.ensure()
+            ws.fetch()
+            sha = ws.resolve(ref)
+            main = ws.resolve(project.main_branch)
+            if not ws.is_ancestor(sha, main):
+                raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
+                               f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
+                               code="not_on_main")
+            inventory = vs.inventory(ws.tags(), rules(project))
+            merged = ws.tags_merged(sha)
+            plan = _plan_main(project, ws, inventory, sha, merged, requested, reason)  # type: ignore[arg-type]
+            if isinstance(plan, str):
+                raise Conflict(plan, code="refused")
+            nxt, commits = plan
+            return _allocate(project, actor, nxt, sha, kind=vs.release_kind(nxt.version, nxt.previous),
+                             reason=reason, details={"ref": ref, "commits": len(commits), "bump": nxt.bump,
+                                                     "breaking_commits": list(nxt.breaking_commits),
+                                                     "notes": list(nxt.notes)})
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+
+
+def _allocate(project: Project, actor: User | None, nxt: vs.NextVersion, sha: str | None, *, kind: str,
+              reason: str | None, details: dict[str, Any], base: Release | None = None,
+              job_kind: str = "tag_release") -> tuple[Release, Job]:
+    version = nxt.version
+    follows = None
+    if nxt.previous is not None:
+        follows = db.session.scalar(select(Release).where(Release.project_id == project.id,
+                                                          Release.version == str(nxt.previous)))
+    tag = vs.format_tag(version, rules(project))
+    details = {**details, "follows": str(nxt.previous) if nxt.previous else None}
+    release = Release(project_id=project.id, version=str(version), major=version.major, minor=version.minor,
+                      patch=version.patch, kind=kind, source="cut", tag=tag, sha=sha, state="pending",
+                      follows_id=follows.id if follows else None, base_id=base.id if base else None,
+                      reason=reason, details=details, created_by_id=actor.id if actor else None)
+    db.session.add(release)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(f"Version {version} was just taken by someone else; try again.", code="version_taken") from None
+    job = create_job(job_kind, project_id=project.id, release_id=release.id,
+                     payload={"release_id": release.id}, requested_by=actor)
+    audit.record(actor or "relapp", "release.cut" if job_kind == "tag_release" else "release.hotfix",
+                 project_id=project.id, target=f"release:{project.key}/{version}",
+                 after={"version": str(version), "tag": tag, "commit": sha, "kind": kind,
+                        "follows": str(nxt.previous) if nxt.previous else None},
+                 detail=reason or "")
+    db.session.commit()
+    dispatch(job)
+    return release, job
+
+
+# --- hotfixes -----------------------------------------------------------------------------
+
+def hotfix(project: Project, base_version: str, actor: User | None, *, commits: list[str] | None = None,
+           branch_head: bool = False, force_reason: str | None = None) -> tuple[Release, Job]:
+    """Allocate the next patch on the line of `base_version` and queue the job that builds and tags it."""
+    base = get_release(project, base_version)
+    if base.state != "tagged" or not base.sha:
+        raise Conflict(f"{base.version} is not tagged yet; a hotfix starts from a tagged release.", code="base_not_tagged")
+    if bool(commits) == bool(branch_head):
+        raise ServiceError("Give either 'commits' (a list of commit SHAs to cherry-pick) or "
+                           "'branch_head': true, not both and not neither.", code="invalid_hotfix")
+    if commits is not None and (not isinstance(commits, list) or len(commits) > 50
+                                or not all(isinstance(c, str) for c in commits)):
+        raise ServiceError("'commits' is a list of at most 50 commit SHAs.", code="invalid_hotfix")
+    if force_reason is not None and (not isinstance(force_reason, str) or len(force_reason) > 2000):
+        raise ServiceError("'force_reason' is a text of at most 2000 characters.", code="invalid_hotfix")
+    base_v = Version.parse(base.version)
+    branch = branch_name(project, base_v)
+    try:
+        for sha in commits or []:
+            gitops.validate_revision(sha)
+        gitops.validate_ref_name(branch, kind="branch")
+        ws = workspace(project)
+        with _locked(ws):
+            ws.ensure()
+            ws.fetch()
+            inventory = vs.inventory(ws.tags(), rules(project))
+            db_rows = list(db.session.scalars(select(Release).where(
+                Release.project_id == project.id, Release.major == base_v.major, Release.minor == base_v.minor)))
+            existing = set(inventory.versions()) | {Version.parse(r.version) for r in db_rows}
+            # A failed hotfix keeps its number (never reused) but was never tagged: it is not
+            # something the next hotfix must contain.
+            failed = {r.version for r in db_rows if r.state == "failed"}
+            line = sorted(v for v in existing if (v.major, v.minor) == (base_v.major, base_v.minor)
+                          and not v.prerelease and str(v) not in failed)
+            line_previous = line[-1] if line else None
+            pending = {r.version for r in db_rows if r.state == "pending"}
+            remote_branch = ws.remote_ref(f"refs/heads/{branch}")
+            branch_sha = remote_branch[1] if remote_branch else None
+            head = branch_sha or base.sha
+            previous_sha = _sha_of(project, inventory, line_previous)
+            if line_previous is None or str(line_previous) in pending:
+                contained = True  # built before this one by the same line's job, in version order
+            elif previous_sha is None:
+                contained = False
+            else:
+                contained = ws.is_ancestor(previous_sha, head)
+            if branch_head:
+                if branch_sha is None:
+                    raise Conflict(f"There is no branch {branch} on the remote yet: pick the commits to "
+                                   f"cherry-pick instead.", code="no_branch")
+                picked = ws.commits(branch_sha, [previous_sha or base.sha])
+                nothing_new = not picked and str(line_previous) not in pending
+                resolved: list[str] = []
+            else:
+                resolved = [ws.resolve(sha) for sha in commits or []]
+                if len(set(resolved)) != len(resolved):
+                    raise ServiceError("The same commit is listed twice.", code="invalid_hotfix")
+                picked = ws.show(resolved)
+                nothing_new = False
+                already = [c for c in resolved if ws.is_ancestor(c, head)]
+                if already:
+                    raise Conflict(f"Commit {already[0][:10]} is already on {branch}; nothing to cherry-pick.",
+                                   code="already_on_line")
+            try:
+                nxt = vs.next_hotfix_version(base=base_v, existing=existing, line_previous=line_previous,
+                                             line_previous_contained=contained, commits=picked,
+                                             force_reason=force_reason, nothing_new=nothing_new)
+            except vs.Refusal as exc:
+                raise Conflict(exc.message, code=exc.code) from None
+            details = {"branch": branch, "mode": "branch_head" if branch_head else "cherry_pick",
+                       "commits": resolved, "branch_head": branch_sha if branch_head else None,
+                       "forced": force_reason, "notes": list(nxt.notes)}
+            return _allocate(project, actor, nxt, branch_sha if branch_head else None, kind="hotfix",
+                             reason=force_reason, details=details, base=base, job_kind="hotfix")
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+
+
+def _sha_of(project: Project, inventory: vs.Inventory, version: Version | None) -> str | None:
+    if version is None:
+        return None
+    tags = inventory.tags_for(version)
+    if tags:
+        return tags[0].tag.sha
+    return db.session.scalar(select(Release.sha).where(Release.project_id == project.id,
+                                                       Release.version == str(version)))
+
+
+# --- changelog ----------------------------------------------------------------------------
+
+def previous_of(release: Release) -> Release | None:
+    """The release this one's changelog starts from: the previous patch on its line for a hotfix,
+    else the release it follows."""
+    if release.kind == "hotfix":
+        return db.session.scalar(select(Release).where(
+            Release.project_id == release.project_id, Release.major == release.major,
+            Release.minor == release.minor, Release.patch < release.patch, Release.state == "tagged")
+            .order_by(Release.patch.desc()))
+    return release.follows
+
+
+def changelog(project: Project, release: Release, *, since: str | None = None) -> tuple[cl.Changelog, Release | None]:
+    """What went into `release` since the release it follows (or since `since`), by reachability."""
+    if not release.sha:
+        raise Conflict(f"{release.version} has no commit yet: its job has not finished.", code="not_ready")
+    start = get_release(project, since) if since else previous_of(release)
+    if start is not None and not start.sha:
+        raise Conflict(f"{start.version} has no commit yet.", code="not_ready")
+    try:
+        ws = workspace(project)
+        with _locked(ws):
+            if not ws.exists():
+                ws.ensure()
+                ws.fetch()
+            commits = ws.commits(release.sha, [start.sha] if start and start.sha else [])
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+    return cl.build_changelog(commits, teams(project), project.issue_key_pattern), start
+
+
+def fixes_on_main(project: Project, release: Release) -> dict[str, str]:
+    """For each fix of a hotfix, whether it is on main too (by the -x trailer, else by patch id)."""
+    if release.kind != "hotfix" or not release.sha:
+        return {}
+    start = previous_of(release)
+    try:
+        ws = workspace(project)
+        with _locked(ws):
+            if not ws.exists():
+                ws.ensure()
+                ws.fetch()
+            main = ws.resolve(project.main_branch)
+            fixes = ws.commits(release.sha, [start.sha] if start and start.sha else [])
+            origins = {c.sha: cl.parse_message(c.message).cherry_picked_from for c in fixes}
+            on_main = {sha for sha in set(filter(None, origins.values()))
+                       if gitops.is_sha(sha) and ws.is_ancestor(sha, main)}
+            cherry = ws.cherry(main, release.sha)
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+    result = {}
+    for fix in fixes:
+        if origins[fix.sha] in on_main:
+            result[fix.sha] = "on main (cherry-picked from it)"
+        elif cherry.get(fix.sha):
+            result[fix.sha] = "on main (same patch)"
+        elif fix.sha not in cherry:
+            result[fix.sha] = "on main (same commit)"
+        else:
+            result[fix.sha] = "missing on main: merge it back"
+    return result

@@ -1,0 +1,67 @@
+// Job log view: the page renders the stored lines; this follows the live stream after the last
+// one. Lines are added as text (never HTML). EventSource reconnects by itself and resends
+// Last-Event-ID, so the server resumes after the last line this page got.
+(() => {
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+
+  function setStatus(status, error) {
+    const badge = document.getElementById("job-status");
+    if (badge && status) {
+      badge.textContent = status;
+      badge.className = "badge " + status;
+    }
+    const problem = document.getElementById("job-error");
+    if (problem && error) {
+      problem.textContent = error;
+      problem.hidden = false;
+    }
+  }
+
+  function follow(box) {
+    if (box.dataset.finished === "1" || !window.EventSource) return;
+    const state = document.getElementById("joblog-state");
+    let last = Number(box.dataset.lastSeq || 0);
+    const source = new EventSource(box.dataset.stream);
+
+    source.addEventListener("line", (event) => {
+      const data = JSON.parse(event.data);
+      if (data.seq <= last) return; // a replayed line this page already shows
+      last = data.seq;
+      box.querySelector(".empty-log")?.remove();
+      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+      const row = document.createElement("div");
+      row.className = "l";
+      row.dataset.seq = String(data.seq);
+      const ts = document.createElement("span");
+      ts.className = "ts";
+      ts.textContent = data.at ? new Date(data.at).toISOString().slice(11, 19) : "";
+      row.append(ts, document.createTextNode(data.line));
+      box.append(row);
+      if (atBottom) box.scrollTop = box.scrollHeight;
+    });
+    source.addEventListener("status", (event) => {
+      const data = JSON.parse(event.data);
+      setStatus(data.status, data.error);
+      if (state && !FINISHED.includes(data.status)) state.textContent = "live · " + data.status;
+    });
+    source.addEventListener("done", (event) => {
+      const data = JSON.parse(event.data);
+      source.close(); // otherwise EventSource would reconnect to a finished stream
+      setStatus(data.status, data.error);
+      if (state) state.textContent = "finished: " + data.status;
+      const finishedAt = document.getElementById("job-finished");
+      if (finishedAt) finishedAt.textContent = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
+      box.querySelector(".empty-log")?.replaceChildren(document.createTextNode("No output."));
+    });
+    source.addEventListener("error", () => {
+      if (state && source.readyState !== EventSource.CLOSED) state.textContent = "reconnecting…";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll(".joblog[data-stream]").forEach((box) => {
+      box.scrollTop = box.scrollHeight;
+      follow(box);
+    });
+  });
+})();

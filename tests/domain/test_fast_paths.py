@@ -1,0 +1,337 @@
+"""The engine's fast paths give exactly what the straightforward code they replace gives.
+
+Each fast path (precedence keys instead of semver comparisons, literal-text prefilters before
+regexes, one-pass grouping) is checked against a reference: semver itself, or the plain
+implementation kept here as the oracle.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from semver import Version
+
+from relapp.domain.changelog import (
+    _CHERRY_RE,
+    _MR_SEE_RE,
+    _PR_MERGE_RE,
+    _PR_SUFFIX_RE,
+    _REVERTS_RE,
+    _TRAILER_RE,
+    HEADER_RE,
+    OTHER_TEAM,
+    SECTION_ORDER,
+    ParsedMessage,
+    Team,
+    build_changelog,
+    effective_commits,
+    parse_message,
+    teams_for,
+)
+from relapp.domain.gitdata import RawCommit, TagRef
+from relapp.domain.versioning import (
+    TagRules,
+    TagStatus,
+    classify,
+    format_tag,
+    inventory,
+    next_main_version,
+    precedence,
+    version_key,
+)
+
+# --------------------------------------------------------------------------- versions
+
+small = st.integers(min_value=0, max_value=4)
+numeric_id = st.integers(min_value=0, max_value=12).map(str)
+padded_id = st.from_regex(r"0[0-9]{1,3}", fullmatch=True)  # leading zeros: Version allows them
+long_id = st.from_regex(r"[1-9][0-9]{25,40}", fullmatch=True)  # beyond 64-bit integers
+alnum_id = st.from_regex(r"[0-9A-Za-z-]*[A-Za-z-][0-9A-Za-z-]*", fullmatch=True).filter(
+    lambda s: 0 < len(s) <= 6
+)
+any_id = numeric_id | padded_id | long_id | alnum_id
+pre = st.none() | st.just("") | st.lists(any_id, min_size=1, max_size=4).map(".".join)
+build = st.none() | st.lists(alnum_id | numeric_id, min_size=1, max_size=2).map(".".join)
+loose_versions = st.builds(Version, small, small, small, pre, build)
+
+
+def _sign(n: int) -> int:
+    return (n > 0) - (n < 0)
+
+
+@given(loose_versions, loose_versions)
+def test_precedence_orders_exactly_like_semver_compare(a: Version, b: Version) -> None:
+    ka, kb = precedence(a), precedence(b)
+    assert _sign(a.compare(b)) == (ka > kb) - (ka < kb)
+
+
+@given(st.lists(loose_versions, max_size=12))
+def test_sorting_by_precedence_is_sorting_by_semver(vs: list[Version]) -> None:
+    by_key = sorted(vs, key=precedence)
+    by_semver = sorted(vs)
+    assert all(x.compare(y) == 0 for x, y in zip(by_key, by_semver, strict=True))
+
+
+# Tag names in the spellings relapp meets: template, legacy, and names no rule reads.
+_name_kinds = st.sampled_from(
+    ["v{M}.{m}.{p}", "v{M}.{m}.{p}-rc.{n}", "{M}.{m}.{p}", "release-{M}.{m}.{p}",
+     "rel_{M}_{m}_{p}", "V{M}.{m}.{p}", "v{M}.{m}", "{M}.{m}.{p}rc{n}", "v{M}.{m}.{p}+b{n}",
+     "v{M}.{m}.{p}-beta.{n}", "v{M}.{m}.{p}-rc{n}", "nightly-{n}", "v0{M}.{m}.{p}"]
+)  # fmt: skip
+
+
+@st.composite
+def tag_sets(draw: st.DrawFn) -> list[TagRef]:
+    specs = draw(
+        st.lists(
+            st.tuples(_name_kinds, small, small, small, small, st.sampled_from("abc")),
+            max_size=25,
+        )
+    )
+    tags: dict[str, TagRef] = {}
+    for kind, major, minor, patch, n, commit in specs:
+        name = kind.format(M=major, m=minor, p=patch, n=n)
+        tags.setdefault(name, TagRef(name, commit * 40, True, 0))
+    return list(tags.values())
+
+
+RULES = TagRules()
+
+
+@settings(max_examples=200)
+@given(tag_sets())
+def test_inventory_versions_and_conflicts_match_the_semver_reference(tags: list[TagRef]) -> None:
+    inv = inventory(tags, RULES)
+    recognised = [t for t in inv.classified if t.status in (TagStatus.CANONICAL, TagStatus.LEGACY)]
+    # The reference is the original code: a set of version keys sorted with semver's __lt__.
+    keys = sorted({version_key(t.version) for t in recognised if t.version is not None})
+    assert [str(v) for v in inv.versions()] == [str(v) for v in keys]
+    names = [t.name for t in tags[::2]]
+    ref_of = sorted({version_key(v) for v in (inv.version_of(n) for n in names) if v is not None})
+    assert [str(v) for v in inv.versions_of(names)] == [str(v) for v in ref_of]
+
+    groups: dict[Version, list[str]] = {}
+    for t in recognised:
+        assert t.version is not None
+        groups.setdefault(version_key(t.version), []).append(t.name)
+    shas = {t.name: t.tag.sha for t in recognised}
+    ref_conflicts = [
+        (str(v), names) for v, names in sorted(groups.items()) if len({shas[n] for n in names}) > 1
+    ]
+    assert [(str(c.version), [t.name for t in c.tags]) for c in inv.conflicts] == ref_conflicts
+    for v in keys:
+        expect = [t.name for t in recognised if version_key(t.version) == v]  # type: ignore[arg-type]
+        assert [t.name for t in inv.tags_for(v)] == expect
+
+
+semver_pre = st.none() | st.lists(numeric_id | alnum_id, min_size=1, max_size=3).map(".".join)
+_GLUED = re.compile(r"(?:rc|alpha|beta|pre)\d+", re.IGNORECASE)
+
+
+@given(st.builds(Version, small, small, small, semver_pre, build))
+def test_canonical_tags_read_like_version_parse(v: Version) -> None:
+    name = format_tag(v, RULES)
+    got = classify(TagRef(name, "a" * 40, True, 0), RULES)
+    if v.prerelease and _GLUED.fullmatch(v.prerelease):
+        assert got.status is TagStatus.LEGACY  # `rc1` is read as `rc.1` (see _match)
+        return
+    assert got.status is TagStatus.CANONICAL
+    assert got.version is not None
+    assert got.version.to_tuple() == Version.parse(str(v)).to_tuple()
+
+
+def test_non_ascii_digits_keep_semvers_verdict() -> None:
+    # `\d` matches Arabic-Indic digits, semver does not: the fast path must not accept them.
+    name = "v1\u0661.2.3"
+    try:
+        status = classify(TagRef(name, "a" * 40, True, 0), RULES).status
+    except ValueError:
+        return  # semver rejects the text, as it did before the fast path
+    assert status is not TagStatus.CANONICAL
+
+
+def _commit(sha: str, message: str = "fix: x") -> RawCommit:
+    return RawCommit(sha, ("0" * 40,), "Ada", "ada@example.com", 0, message)
+
+
+@given(
+    st.lists(st.tuples(small, small, small), min_size=1, max_size=10),
+    st.lists(st.tuples(small, small, small, pre), max_size=10),
+)
+def test_next_main_version_previous_and_higher_match_semver(
+    reach: list[tuple[int, int, int]], others: list[tuple[int, int, int, str | None]]
+) -> None:
+    reachable = [Version(*t) for t in reach]
+    existing = reachable + [Version(a, b, c, p) for a, b, c, p in others]
+    nxt = next_main_version(
+        reachable=reachable,
+        existing=existing,
+        commits=[_commit("a" * 40)],
+        baseline=Version(0, 1, 0),
+    )
+    assert nxt.previous is not None and nxt.previous.compare(max(reachable)) == 0
+    higher = [v for v in existing if not v.prerelease and v > nxt.version]
+    note = [n for n in nxt.notes if n.startswith("Higher versions")]
+    assert bool(note) == bool(higher)
+    if higher:
+        assert f"(highest {max(higher)})" in note[0]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _reference_trailer_block(message: str) -> tuple[tuple[str, str], ...]:
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", message.strip("\n")) if p.strip()]
+    if len(paragraphs) < 2:
+        return ()
+    trailers: list[tuple[str, str]] = []
+    for line in paragraphs[-1].splitlines():
+        if not line.strip():
+            continue
+        if line[0] in " \t" and trailers:
+            key, value = trailers[-1]
+            trailers[-1] = (key, f"{value} {line.strip()}")
+            continue
+        if _CHERRY_RE.match(line):
+            continue
+        m = _TRAILER_RE.match(line)
+        if m is None:
+            return ()
+        trailers.append((m["key"], m["value"].strip()))
+    return tuple(trailers)
+
+
+def _reference_parse(message: str) -> ParsedMessage:
+    """parse_message as it was before its fast paths: every regex on every message."""
+    message = message.replace("\r\n", "\n")
+    subject = message.split("\n", 1)[0].strip()
+    trailers = _reference_trailer_block(message)
+    m = HEADER_RE.match(subject)
+    ctype = scope = None
+    bang = False
+    description = subject
+    if m is not None:
+        ctype = m["type"].lower()
+        if m["scope"] is not None:
+            scope = m["scope"].strip() or None
+        bang = m["bang"] is not None
+        description = m["desc"].strip()
+    description = _PR_SUFFIX_RE.sub("", description).strip() or description
+    breaking = bang or any(k.upper() in ("BREAKING CHANGE", "BREAKING-CHANGE") for k, _ in trailers)
+    co_authors = tuple(v for k, v in trailers if k.lower() == "co-authored-by" and v)
+    picked = _CHERRY_RE.search(message)
+    reverts = None
+    if subject.lower().startswith("revert") or ctype == "revert":
+        r = _REVERTS_RE.search(message)
+        reverts = r["sha"].lower() if r else None
+    pr = None
+    for rx, text in ((_PR_MERGE_RE, subject), (_PR_SUFFIX_RE, subject), (_MR_SEE_RE, message)):
+        found = rx.search(text)
+        if found is not None:
+            pr = int(found["n"])
+            break
+    return ParsedMessage(
+        ctype,
+        scope,
+        breaking,
+        description,
+        trailers,
+        pr,
+        co_authors,
+        picked["sha"].lower() if picked else None,
+        reverts,
+    )
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+_pieces = st.sampled_from(
+    [
+        "feat", "fix", "Revert", "revert", "revert: ", "feat(api)", "(ui)", "( x )", "!", ": ",
+        ":", " ", "  ", "\t", "\u00a0", "\u2003", "\n", "\n\n", "\n \n", "\r\n", "\r", "(",
+        ")", "(#12)", " (#7)", "(!3)", "(pull request #45)", "(pull request #9) ", "#", "!8)",
+        "(#1)(#2)", "x (y) (#3)", "Merge pull request #5 from org/x", "Merge pull request #",
+        "See merge request grp/proj!21", "See merge request ", f"This reverts commit {SHA}.",
+        "This reverts commit ", f"(cherry picked from commit {SHA})", "(cherry picked from commit ",
+        "Refs: ABC-1", "Co-authored-by: Bo <bo@x>", "co-authored-by:", "BREAKING CHANGE: y",
+        "BREAKING-CHANGE: z", "Signed-off-by: A", "  folded", "prose line", "word", "ü", "☃",
+    ]
+)  # fmt: skip
+messages = st.lists(_pieces | st.text(max_size=4), max_size=14).map("".join)
+
+
+@settings(max_examples=1500)
+@given(messages)
+@example("feat: x\r\n\r\nRefs: ABC-1\r\nCo-authored-by: Bo <bo@x>\r\n")
+@example(f'Revert "feat: x"\r\n\r\nThis reverts commit {SHA}.\r\n')
+@example("fix: y \u2003(pull request #4)\u00a0")
+@example("Merge pull request #5 from org/x (#6)")
+@example("x\n\nRefs: ABC-1")
+@example("chore: (#1)\n\nSee merge request grp/proj!21\n")
+def test_parse_message_matches_the_reference_parser(message: str) -> None:
+    assert parse_message(message) == _reference_parse(message)
+
+
+@given(messages)
+def test_effective_commits_without_cancelling_reverts_keeps_everything(message: str) -> None:
+    commits = [_commit("1" * 40, message), _commit("2" * 40, "fix: y"), _commit("1" * 40, message)]
+    kept, dropped = effective_commits(commits)
+    reverts = _reference_parse(message).reverts
+    if reverts not in {"1" * 40, "2" * 40}:
+        assert kept == tuple(commits) and dropped == ()
+
+
+TEAMS = (Team("api", ("services/api",)), Team("web", ("web",)), Team("api", ("lib",)))
+_files = st.lists(
+    st.sampled_from(["services/api/a.py", "web/x.ts", "lib/l.py", "docs/d.md", "webx/y"]),
+    max_size=3,
+).map(tuple)
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(messages, _files, st.booleans()), max_size=12))
+def test_build_changelog_matches_per_commit_parsing_and_grouping(
+    specs: list[tuple[str, tuple[str, ...], bool]],
+) -> None:
+    commits = [
+        RawCommit(
+            f"{i:040x}",
+            ("a" * 40, "b" * 40) if merge else ("a" * 40,),
+            "Ada",
+            "ada@x",
+            i,
+            message,
+            () if merge else files,
+        )
+        for i, (message, files, merge) in enumerate(specs)
+    ]
+    log = build_changelog(commits, TEAMS)
+    kept, cancelled = effective_commits(commits)
+    assert log.cancelled_reverts == cancelled
+    singles = [c for c in kept if len(c.parents) <= 1]
+    assert log.merge_count == len(kept) - len(singles)
+    assert [e.sha for e in log.entries] == [c.sha for c in singles]
+    for e, c in zip(log.entries, singles, strict=True):
+        p = _reference_parse(c.message)
+        assert e.subject == c.subject
+        assert e.type == ("revert" if p.reverts is not None else p.type)
+        assert (e.scope, e.breaking, e.description, e.pr) == (
+            p.scope,
+            p.breaking,
+            p.description,
+            p.pr,
+        )
+        assert (e.co_authors, e.cherry_picked_from) == (p.co_authors, p.cherry_picked_from)
+        assert e.teams == teams_for(c.files, TEAMS)
+    # The reference grouping: per team in configured order, per section in display order.
+    ref = {}
+    for team in dict.fromkeys([t.name for t in TEAMS] + [OTHER_TEAM]):
+        mine = [e for e in log.entries if team in e.teams]
+        if mine:
+            ref[team] = tuple(
+                (s, tuple(e for e in mine if e.section is s))
+                for s in SECTION_ORDER
+                if any(e.section is s for e in mine)
+            )
+    assert log.by_team == ref
