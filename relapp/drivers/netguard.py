@@ -5,9 +5,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 import string
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # A resolver maps (host, port) to address strings; the default is getaddrinfo. Tests inject one to
@@ -175,3 +180,48 @@ def resolve_target(
 def check_url(url: str, allow_hosts: Sequence[str] = (), resolver: Resolver | None = None) -> None:
     """Raise BlockedTarget unless url is http(s) and resolves only to public addresses."""
     resolve_target(url, allow_hosts, resolver)
+
+
+def fetch(target: Target, method: str, *, headers: Mapping[str, str], timeout: float,
+          max_bytes: int, content: bytes | None = None,
+          read_body: Callable[[int], bool] = lambda status: True) -> tuple[int, httpx.Headers, bytes]:
+    """Send one request to the addresses `resolve_target` vetted, in turn (never a fresh DNS
+    answer, so a rebinding name cannot steer it elsewhere), without following redirects.
+
+    Returns the status, the headers and at most `max_bytes` of the body (the body is read only
+    when `read_body(status)`; a body cut at the limit is returned as it is). Raises httpx errors;
+    a connection refused on one address tries the next.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    extensions: dict[str, Any] = {}
+    if target.scheme == "https" and not is_ip_literal(target.host):
+        # Connect to the vetted IP but verify the certificate for the configured name.
+        extensions["sni_hostname"] = target.host
+    last_error: httpx.HTTPError | None = None
+    with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False) as client:
+        for address in target.addresses:
+            url = httpx.URL(scheme=target.scheme, host=address, port=target.port,
+                            raw_path=target.path.encode("ascii"))
+            request = client.build_request(method, url, headers={"Host": target.host_header, **headers},
+                                           content=content, extensions=extensions)
+            try:
+                response = client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last_error = exc  # try the next vetted address
+                continue
+            body = b""
+            try:
+                if read_body(response.status_code):
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            break
+                        if time.monotonic() > deadline:
+                            raise httpx.ReadTimeout("deadline passed", request=request)
+            finally:
+                response.close()
+            return response.status_code, response.headers, body
+    assert last_error is not None  # resolve_target never returns an empty address list
+    raise last_error

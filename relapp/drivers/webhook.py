@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ from relapp.drivers.netguard import (
     BlockedTarget,
     Resolver,
     Target,
-    is_ip_literal,
+    fetch,
     resolve_target,
 )
 
@@ -215,42 +214,12 @@ class WebhookDriver:
         self, target: Target, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, str | None, list[str]]:
         """POST to the checked addresses in turn; return status, Location and a body snippet."""
-        deadline = time.monotonic() + self.timeout
-        extensions: dict[str, Any] = {}
-        if target.scheme == "https" and not is_ip_literal(target.host):
-            # Connect to the vetted IP but verify the certificate for the configured name.
-            extensions["sni_hostname"] = target.host
-        last_error: httpx.HTTPError | None = None
-        with httpx.Client(
-            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False
-        ) as client:
-            for address in target.addresses:
-                url = httpx.URL(
-                    scheme=target.scheme,
-                    host=address,
-                    port=target.port,
-                    raw_path=target.path.encode("ascii"),
-                )
-                request = client.build_request(
-                    "POST", url, headers=headers, content=body, extensions=extensions
-                )
-                try:
-                    response = client.send(request, stream=True)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    last_error = exc  # try the next vetted address
-                    continue
-                try:
-                    snippet = b""
-                    if not 200 <= response.status_code < 300:
-                        for chunk in response.iter_bytes():
-                            snippet += chunk
-                            if len(snippet) >= _BODY_SNIPPET_BYTES or time.monotonic() > deadline:
-                                break
-                finally:
-                    response.close()
-                return response.status_code, response.headers.get("location"), self._lines(snippet)
-        assert last_error is not None  # addresses is never empty
-        raise last_error
+        extra = {k: v for k, v in headers.items() if k.lower() != "host"}
+        status, answer, snippet = fetch(
+            target, "POST", headers=extra, content=body, timeout=self.timeout,
+            max_bytes=_BODY_SNIPPET_BYTES, read_body=lambda code: not 200 <= code < 300,
+        )
+        return status, answer.get("location"), self._lines(snippet)
 
     def _lines(self, snippet: bytes) -> list[str]:
         """Turn the start of a response body into a few masked log lines."""

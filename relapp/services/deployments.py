@@ -467,39 +467,33 @@ def _guard_admin(actor: User, what: str, env: Environment) -> None:
                         f"{actor.role}.")
 
 
+def _set_state(project: Project, env_name: str, actor: User, *, flag: str, on: bool,
+               reason: str | None, verbs: tuple[str, str], adjective: str) -> Environment:
+    env = get_environment(project, env_name)
+    _guard_admin(actor, f"{verbs[0]} or {verbs[1]}", env)
+    reason = _reason(reason, "reason")
+    if on and not reason:
+        raise ServiceError(f"Say why {env.name} is {adjective}: give a reason.", code="missing_field")
+    field = f"{'lock' if flag == 'locked' else 'freeze'}_reason"
+    before = {flag: getattr(env, flag), field: getattr(env, field)}
+    setattr(env, flag, on)
+    setattr(env, field, reason if on else None)
+    audit.record(actor, f"environment.{verbs[0] if on else verbs[1]}",
+                 project_id=project.id, target=f"environment:{project.key}/{env.name}",
+                 before=before, after={flag: on, field: getattr(env, field)}, detail=reason or "")
+    db.session.commit()
+    return env
+
+
 def set_lock(project: Project, env_name: str, actor: User, *, locked: bool,
              reason: str | None = None) -> Environment:
     """Lock an environment (no deploys, with a reason) or unlock it; audited."""
-    env = get_environment(project, env_name)
-    _guard_admin(actor, "lock or unlock", env)
-    reason = _reason(reason, "reason")
-    if locked and not reason:
-        raise ServiceError(f"Say why {env.name} is locked: give a reason.", code="missing_field")
-    before = {"locked": env.locked, "lock_reason": env.lock_reason}
-    env.locked = locked
-    env.lock_reason = reason if locked else None
-    audit.record(actor, "environment.lock" if locked else "environment.unlock",
-                 project_id=project.id, target=f"environment:{project.key}/{env.name}",
-                 before=before, after={"locked": env.locked, "lock_reason": env.lock_reason},
-                 detail=reason or "")
-    db.session.commit()
-    return env
+    return _set_state(project, env_name, actor, flag="locked", on=locked, reason=reason,
+                      verbs=("lock", "unlock"), adjective="locked")
 
 
 def set_freeze(project: Project, env_name: str, actor: User, *, frozen: bool,
                reason: str | None = None) -> Environment:
     """Freeze an environment (only hotfixes with a reason pass) or unfreeze it; audited."""
-    env = get_environment(project, env_name)
-    _guard_admin(actor, "freeze or unfreeze", env)
-    reason = _reason(reason, "reason")
-    if frozen and not reason:
-        raise ServiceError(f"Say why {env.name} is frozen: give a reason.", code="missing_field")
-    before = {"frozen": env.frozen, "freeze_reason": env.freeze_reason}
-    env.frozen = frozen
-    env.freeze_reason = reason if frozen else None
-    audit.record(actor, "environment.freeze" if frozen else "environment.unfreeze",
-                 project_id=project.id, target=f"environment:{project.key}/{env.name}",
-                 before=before, after={"frozen": env.frozen, "freeze_reason": env.freeze_reason},
-                 detail=reason or "")
-    db.session.commit()
-    return env
+    return _set_state(project, env_name, actor, flag="frozen", on=frozen, reason=reason,
+                      verbs=("freeze", "unfreeze"), adjective="frozen")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +33,7 @@ from rq.job import JobStatus
 from semver import Version
 from sqlalchemy import select, update
 
-from ..drivers.netguard import BlockedTarget, Target, is_ip_literal, resolve_target
+from ..drivers.netguard import BlockedTarget, Target, fetch, resolve_target
 from ..extensions import db, get_queue, write_transaction
 from ..models import AuditEvent, Deployment, Environment, Project, utcnow
 from . import audit
@@ -146,38 +145,12 @@ def parse_version(body: bytes, content_type: str = "") -> str:
 
 def _get(target: Target, timeout: float) -> tuple[int, str, bytes]:
     """GET the checked addresses in turn (never a fresh DNS answer); status, type and body."""
-    deadline = time.monotonic() + timeout
-    extensions: dict[str, Any] = {}
-    if target.scheme == "https" and not is_ip_literal(target.host):
-        # Connect to the vetted IP but verify the certificate for the configured name.
-        extensions["sni_hostname"] = target.host
-    headers = {"Host": target.host_header, "Accept": "application/json, text/plain",
-               "User-Agent": "relapp-drift/1"}
-    last_error: httpx.HTTPError | None = None
-    with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                      trust_env=False) as client:
-        for address in target.addresses:
-            url = httpx.URL(scheme=target.scheme, host=address, port=target.port,
-                            raw_path=target.path.encode("ascii"))
-            request = client.build_request("GET", url, headers=headers, extensions=extensions)
-            try:
-                response = client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last_error = exc  # try the next vetted address
-                continue
-            try:
-                body = b""
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise CheckFailed(f"the answer is larger than {MAX_BODY_BYTES // 1024} KB")
-                    if time.monotonic() > deadline:
-                        raise httpx.ReadTimeout("deadline passed", request=request)
-            finally:
-                response.close()
-            return response.status_code, response.headers.get("content-type", ""), body
-    assert last_error is not None  # resolve_target never returns an empty address list
-    raise last_error
+    status, headers, body = fetch(target, "GET", headers={"Accept": "application/json, text/plain",
+                                                          "User-Agent": "relapp-drift/1"},
+                                  timeout=timeout, max_bytes=MAX_BODY_BYTES)
+    if len(body) > MAX_BODY_BYTES:
+        raise CheckFailed(f"the answer is larger than {MAX_BODY_BYTES // 1024} KB")
+    return status, headers.get("content-type", ""), body
 
 
 def fetch_version(url: str, allow_hosts: list[str], timeout: float | None = None) -> str:

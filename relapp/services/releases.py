@@ -157,14 +157,18 @@ class AdoptionReport:
                 "main_next": self.main_next, "main_refusal": self.main_refusal}
 
 
+def _fresh_inventory(project: Project, ws: gitops.Workspace) -> vs.Inventory:
+    ws.ensure()
+    ws.fetch()
+    return vs.inventory(ws.tags(), rules(project))
+
+
 def adopt_report(project: Project) -> AdoptionReport:
     """What relapp makes of the repository's tags, and which release main would follow."""
     try:
         ws = workspace(project)
         with _locked(ws):
-            ws.ensure()
-            ws.fetch()
-            inventory = vs.inventory(ws.tags(), rules(project))
+            inventory = _fresh_inventory(project, ws)
             head = ws.resolve(project.main_branch)
             merged = ws.tags_merged(head)
             plan = _plan_main(project, ws, inventory, head, merged, None, None)
@@ -192,9 +196,7 @@ def adopt_into_db(key: str, *, actor: User | str | None = "cli") -> list[Release
     try:
         ws = workspace(project)
         with _locked(ws):
-            ws.ensure()
-            ws.fetch()
-            inventory = vs.inventory(ws.tags(), rules(project))
+            inventory = _fresh_inventory(project, ws)
     except gitops.GitError as exc:
         raise _git_error(exc) from None
     known = set(db.session.scalars(select(Release.version).where(Release.project_id == project.id)))
