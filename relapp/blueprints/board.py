@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Project
-from ..services.board import board, issue_url
+from ..services.board import board
 from ..services.projects import get_project
+from ..services.reports import issue_url
+from ..services.reports import next_cut as next_cut_of
 
 bp = Blueprint("board", __name__)
 # Cards, decisions and changelogs link issue keys through the project's URL template.
@@ -36,6 +38,7 @@ def index() -> Any:
     template = "board/index.html"
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "board":
         template = "board/_board.html"
+    next_cut = next_cut_of(project)[0] if project else None
     response = render_template(template, project=project, projects=projects, columns=columns,
-                               show_all=show_all)
+                               show_all=show_all, next_cut=next_cut)
     return response, 200, {"Vary": "HX-Request"}

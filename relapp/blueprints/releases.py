@@ -217,3 +217,13 @@ def job(job_id: int) -> Any:
     row, lines = read.get_job(job_id)
     return render_template("jobs/show.html", job=row, lines=lines,
                            last_seq=lines[-1].seq if lines else 0), 200, VARY
+
+
+# --- adoption --------------------------------------------------------------------------------
+
+@bp.get("/projects/<project>/adoption")
+@login_required
+def adoption(project: str) -> Any:
+    """How the repository's existing tags were understood, and which release main would follow."""
+    proj = get_project(project)
+    return render_template("releases/adoption.html", project=proj, report=svc.adopt_report(proj)), 200, VARY

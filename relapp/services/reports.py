@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
@@ -227,16 +226,15 @@ def project_zone(project: Project) -> ZoneInfo:
 
 
 def next_cut(project: Project, now: datetime | None = None) -> tuple[datetime | None, str | None]:
-    """The next scheduled cut from Project.train_cron in the project's time zone, or why not."""
+    """The next scheduled cut (in the project's time zone) from the train's own rule, or why not."""
+    from . import train
+
     if not project.train_cron:
         return None, None
-    zone = project_zone(project)
-    start = (now or datetime.now(UTC)).astimezone(zone)
-    try:
-        nxt = croniter(project.train_cron, start).get_next(datetime)
-    except (ValueError, KeyError) as exc:
-        return None, f"The schedule '{project.train_cron}' is not a valid cron expression ({exc})."
-    return nxt.astimezone(zone), None
+    slot = train.next_slot(project, now or datetime.now(UTC))
+    if slot is None:
+        return None, f"The schedule '{project.train_cron}' is not a valid cron expression."
+    return slot.astimezone(project_zone(project)), None
 
 
 def _first_success(deployments: Sequence[Deployment], env_id: int) -> datetime | None:

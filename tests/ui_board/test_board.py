@@ -183,3 +183,18 @@ def test_a_failed_deploy_offers_a_retry_that_opens_the_promote_panel(app, releas
     board = client.get("/").get_data(as_text=True)
     assert "deploy to qa failed" in board
     assert 'hx-get="/releases/demo/1.3.0/promote?env=qa"' in board and "Retry qa" in board
+
+
+def test_board_shows_the_next_scheduled_cut_of_the_release_train(app, released):
+    from datetime import UTC, datetime
+
+    from relapp.models import Project
+    from relapp.services import train
+
+    project = db.session.scalar(select(Project))
+    assert project.train_cron == "0 10 * * MON"
+    slot = train.upcoming(project)
+    html = signed_in(app, "vic").get("/").get_data(as_text=True)
+    local = slot.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+    assert f"next scheduled cut {local.strftime('%a %d %b %H:%M %Z')}" in html
+    assert local.strftime("%a %H:%M") == "Mon 10:00" and slot > datetime.now(UTC)

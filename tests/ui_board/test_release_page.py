@@ -150,3 +150,14 @@ def test_job_page_renders_the_stored_log_and_connects_the_stream_after_it(app, r
     assert "note: &lt;div hx-get=/x hx-trigger=load&gt;" in html and HOSTILE[1] not in html
     assert client.get("/jobs/999999").status_code == 404
     assert app.test_client().get(f"/jobs/{deployment.job_id}").status_code == 302
+
+
+def test_the_adoption_page_shows_how_the_demo_tags_were_read(app, demo_project):
+    from .conftest import signed_in
+
+    html = signed_in(app, "vic").get("/projects/demo/adoption").get_data(as_text=True)
+    for tag, version in (("v0.9", "0.9.0"), ("release-1.0.0", "1.0.0"), ("1.1.0", "1.1.0"), ("rel_1_2_0", "1.2.0")):
+        assert f"<code>{tag}</code></td><td>{version}</td>" in html
+    assert "<code>backup-before-rewrite</code>" in html.split('id="unknown"')[1]
+    assert "the next release cut from it would be <strong>1.3.0</strong>" in html
+    assert "follows\n    <strong>1.2.0</strong>" in html
