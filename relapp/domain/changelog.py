@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from relapp.domain.gitdata import RawCommit
+from relapp.domain.gitdata import RawCommit, fast_frozen_init
 
 # Conventional-commit header. `\w+` so that `feat`, `Fix` and `wip` all parse; the type is
 # lowercased afterwards. Only the subject line is matched: body lines never count as a type
@@ -145,9 +145,18 @@ def _parse(message: str) -> _Parsed:
     breaking = bang
     co_authors: tuple[str, ...] = ()
     if trailers:
-        if not breaking:
-            breaking = any(k.upper() in _BREAKING_KEYS for k, _ in trailers)
-        co_authors = tuple([v for k, v in trailers if k.lower() == "co-authored-by" and v])
+        # One pass instead of a generator per question. Trailer keys are ASCII (_TRAILER_RE),
+        # so upper() and lower() keep their length and a length test can go first.
+        co: list[str] = []
+        for k, v in trailers:
+            n = len(k)
+            if n == 14:
+                if v and k.lower() == "co-authored-by":
+                    co.append(v)
+            elif n == 15 and not breaking and k.upper() in _BREAKING_KEYS:
+                breaking = True
+        if co:
+            co_authors = tuple(co)
     picked = _CHERRY_RE.search(message) if _CHERRY_TEXT in message else None
     reverts: str | None = None
     if _REVERTS_TEXT in message and (subject.lower().startswith("revert") or ctype == "revert"):
@@ -255,6 +264,7 @@ _TYPE_SECTION = {
 }
 
 
+@fast_frozen_init  # one per commit: the cheaper __init__ shows in a 10,000-commit changelog
 @dataclass(frozen=True, slots=True)
 class ChangelogEntry:
     """One non-merge commit of a release, as the changelog shows it."""
@@ -353,6 +363,9 @@ def build_changelog(
     rx = compile_issue_pattern(issue_pattern)
     # Without groups findall returns the whole matches, as _issue_keys collects them.
     findall = rx.findall if not rx.groups else None
+    # Every match of the default pattern contains "-": a message without one has no key, and
+    # the substring test is far cheaper than the regex scan. Only for that exact pattern.
+    needs_dash = rx.pattern == DEFAULT_ISSUE_PATTERN
     kept, cancelled = effective_commits(commits)
     merge_count = 0
     owners: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct file sets in a range
@@ -373,7 +386,10 @@ def build_changelog(
         )
         if reverts is not None:
             ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
-        if findall is not None:
+        issues: tuple[str, ...]
+        if needs_dash and "-" not in message:
+            issues = ()
+        elif findall is not None:
             issues = tuple(dict.fromkeys(findall(message[:MAX_SCANNED_CHARS])))
         else:
             issues = _issue_keys(message, rx)

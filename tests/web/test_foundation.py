@@ -236,7 +236,7 @@ def test_worker_with_unreachable_redis_says_so(tmp_path):
 
 
 def test_cli_with_unreachable_database_says_so(tmp_path):
-    env = dict(__import__("os").environ, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+    env = dict(__import__("os").environ, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", REDIS_URL="redis://127.0.0.1:1/0",
                RELAPP_INSTANCE=str(tmp_path))
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "relapp", "token", "create", "ada"],
                             env=env, cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
