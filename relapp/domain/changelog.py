@@ -372,6 +372,7 @@ def build_changelog(
     team_order = dict.fromkeys([t.name for t in teams] + [OTHER_TEAM])
     # team -> section -> entries, filled in one pass; entry order is kept within each list.
     grouped: dict[str, dict[Section, list[ChangelogEntry]]] = {t: {} for t in team_order}
+    sinks: dict[tuple[tuple[str, ...], Section], tuple[list[ChangelogEntry], ...]] = {}
     entries: list[ChangelogEntry] = []
     for c in kept:
         if len(c.parents) > 1:
@@ -413,9 +414,15 @@ def build_changelog(
         entries.append(e)
         # As ChangelogEntry.section, without the property call per entry.
         section = Section.BREAKING if breaking else _TYPE_SECTION.get(ctype or "", Section.OTHER)
-        # A name configured twice is one team: the entry is listed under it once.
-        for team in names if len(names) == 1 else dict.fromkeys(names):
-            grouped[team].setdefault(section, []).append(e)
+        # The lists this entry goes to, found once per (teams, section) pair: a range has few.
+        lists = sinks.get((names, section))
+        if lists is None:
+            # A name configured twice is one team: the entry is listed under it once.
+            lists = sinks[names, section] = tuple(
+                [grouped[team].setdefault(section, []) for team in dict.fromkeys(names)]
+            )
+        for bucket in lists:
+            bucket.append(e)
     by_team: dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]] = {
         team: tuple(
             (section, tuple(sections[section])) for section in SECTION_ORDER if section in sections

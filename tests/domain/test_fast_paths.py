@@ -7,8 +7,10 @@ implementation kept here as the oracle.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from semver import Version
@@ -20,9 +22,11 @@ from relapp.domain.changelog import (
     _PR_SUFFIX_RE,
     _REVERTS_RE,
     _TRAILER_RE,
+    DEFAULT_ISSUE_PATTERN,
     HEADER_RE,
     OTHER_TEAM,
     SECTION_ORDER,
+    ChangelogEntry,
     ParsedMessage,
     Team,
     build_changelog,
@@ -30,7 +34,7 @@ from relapp.domain.changelog import (
     parse_message,
     teams_for,
 )
-from relapp.domain.gitdata import RawCommit, TagRef
+from relapp.domain.gitdata import RawCommit, TagRef, fast_frozen_init
 from relapp.domain.versioning import (
     TagRules,
     TagStatus,
@@ -256,6 +260,8 @@ _pieces = st.sampled_from(
         "This reverts commit ", f"(cherry picked from commit {SHA})", "(cherry picked from commit ",
         "Refs: ABC-1", "Co-authored-by: Bo <bo@x>", "co-authored-by:", "BREAKING CHANGE: y",
         "BREAKING-CHANGE: z", "Signed-off-by: A", "  folded", "prose line", "word", "ü", "☃",
+        "breaking-change: q", "Breaking Change: r", "CO-AUTHORED-BY: Cy <c@x>", "Co-authored-by:",
+        "Co-authored-bz: D", "BREAKING-CHANGES: n", "AB-12", "-", "X1-", "ABC-", "ab-1", "ÄB-1",
     ]
 )  # fmt: skip
 messages = st.lists(_pieces | st.text(max_size=4), max_size=14).map("".join)
@@ -335,3 +341,83 @@ def test_build_changelog_matches_per_commit_parsing_and_grouping(
                 if any(e.section is s for e in mine)
             )
     assert log.by_team == ref
+
+
+@settings(max_examples=500)
+@given(st.lists(messages, min_size=1, max_size=6))
+@example(["fix: x\n\nRefs: ABC-1, ABC-1 and XY-22"])
+@example(["no dash here at all"])
+def test_issue_keys_with_the_dash_prefilter_match_the_plain_regex(msgs: list[str]) -> None:
+    commits = [_commit(f"{i:040x}", m) for i, m in enumerate(msgs)]
+    log = build_changelog(commits, (), DEFAULT_ISSUE_PATTERN)
+    kept = effective_commits(commits)[0]
+    assert len(log.entries) == len(kept)
+    for e, c in zip(log.entries, kept, strict=True):
+        assert e.issues == tuple(dict.fromkeys(re.findall(DEFAULT_ISSUE_PATTERN, c.message)))
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PlainRaw:
+    """RawCommit with the dataclass-made __init__: the reference for fast_frozen_init."""
+
+    sha: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    authored: int
+    message: str
+    files: tuple[str, ...] = ()
+
+
+def test_fast_init_records_behave_like_plain_frozen_dataclasses() -> None:
+    args = ("a" * 40, ("b" * 40,), "Ada", "ada@x", 7, "fix: y\n\nbody")
+    fast, plain = RawCommit(*args), _PlainRaw(*args)
+    assert dataclasses.astuple(fast) == dataclasses.astuple(plain)
+    assert fast.files == () and fast.subject == "fix: y"
+    assert RawCommit(*args, files=("f",)).files == ("f",)
+    kw = dict(zip([f.name for f in dataclasses.fields(RawCommit)], args, strict=False))
+    assert RawCommit(**kw) == fast and hash(RawCommit(**kw)) == hash(fast)
+    assert fast != RawCommit(*args, files=("f",))
+    assert repr(fast).startswith("RawCommit(sha='aaaa") and "files=()" in repr(fast)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.sha = "c" * 40  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        RawCommit(*args[:5])  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        RawCommit(*args, ("f",), "extra")  # type: ignore[call-arg]
+    assert dataclasses.replace(fast, message="feat: z").message == "feat: z"
+    tag = TagRef("v1.0.0", "a" * 40, True, 5)
+    assert (tag.name, tag.sha, tag.annotated, tag.created) == ("v1.0.0", "a" * 40, True, 5)
+    fields = [f.name for f in dataclasses.fields(ChangelogEntry)]
+    values = [f"v{i}" for i in range(len(fields))]
+    entry = ChangelogEntry(*values)  # type: ignore[arg-type]
+    assert [getattr(entry, f) for f in fields] == values
+    assert entry == ChangelogEntry(**dict(zip(fields, values, strict=True)))  # type: ignore[arg-type]
+
+
+def test_fast_init_refuses_classes_it_cannot_speed_up() -> None:
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        x: int
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        x: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Factory:
+        x: list[int] = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Post:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (Mutable, NoSlots, Factory, Post):
+        with pytest.raises(TypeError):
+            fast_frozen_init(cls)
