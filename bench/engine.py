@@ -43,7 +43,7 @@ from semver import Version
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relapp import gitops
-from relapp.domain.changelog import Changelog, Team, build_changelog
+from relapp.domain.changelog import Changelog, ChangelogBuilder, Team, build_changelog
 from relapp.domain.gitdata import RawCommit
 from relapp.domain.versioning import (
     Inventory,
@@ -297,9 +297,10 @@ def pure_next(inv: Inventory, names: set[str], commits: list[RawCommit]) -> Next
 
 
 def relapp_changelog(repo: Repo) -> Changelog:
-    """Changelog of the range: one git log, then pure parsing and grouping by team."""
-    commits = repo.ws.commits(repo.range_to, [repo.range_from])
-    return build_changelog(commits, TEAMS, ISSUE_PATTERN)
+    """Changelog of the range: one git log, each commit parsed as git writes it, then grouped."""
+    builder = ChangelogBuilder(TEAMS, ISSUE_PATTERN)
+    repo.ws.commits(repo.range_to, [repo.range_from], on_commit=builder.add)
+    return builder.build()
 
 
 def _git(repo: Repo, *args: str) -> bytes:

@@ -546,9 +546,19 @@ class _LogRecords:
     piece gives exactly what decoding and splitting the whole output at once would.
     """
 
-    __slots__ = ("_end_text", "_error", "_pending", "_start", "_start_text", "commits")
+    __slots__ = (
+        "_end_text",
+        "_error",
+        "_on_commit",
+        "_pending",
+        "_start",
+        "_start_text",
+        "commits",
+    )
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, on_commit: Callable[[RawCommit], None] | None = None) -> None:
+        # on_commit sees each record as soon as it is complete, while git is still writing.
+        self._on_commit = on_commit
         self._start_text = f"\x00\x00S{token}\x00"
         self._end_text = f"\x00E{token}"
         self._start = self._start_text.encode()
@@ -583,6 +593,7 @@ class _LogRecords:
         text = data.decode("utf-8", "replace")
         end_text = self._end_text
         append = self.commits.append
+        on_commit = self._on_commit
         for chunk in text.split(self._start_text)[1:]:
             head, sep, tail = chunk.partition(end_text)
             if not sep:
@@ -605,7 +616,10 @@ class _LogRecords:
                 authored = int(date)  # int() ignores surrounding whitespace, as _int does
             except ValueError:
                 authored = 0
-            append(RawCommit(sha, parents, name, email, authored, message, files))
+            commit = RawCommit(sha, parents, name, email, authored, message, files)
+            append(commit)
+            if on_commit is not None:
+                on_commit(commit)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -895,11 +909,20 @@ class Workspace:
         )
         return {ln for ln in _decode(proc.stdout).splitlines() if ln}
 
-    def commits(self, include: str, exclude: Sequence[str] = ()) -> list[RawCommit]:
-        """Commits reachable from include but from none of exclude, children first (one git log)."""
+    def commits(
+        self,
+        include: str,
+        exclude: Sequence[str] = (),
+        on_commit: Callable[[RawCommit], None] | None = None,
+    ) -> list[RawCommit]:
+        """Commits reachable from include but from none of exclude, children first (one git log).
+
+        on_commit, when given, is called with each commit, in the same order, as soon as git
+        has written it: the caller's work overlaps git's walk instead of following it.
+        """
         include = _require_sha(include)
         excluded = [_require_sha(x) for x in exclude]
-        return self._log(["--topo-order", include, *(f"^{x}" for x in excluded)])
+        return self._log(["--topo-order", include, *(f"^{x}" for x in excluded)], on_commit)
 
     def show(self, shas: Sequence[str]) -> list[RawCommit]:
         """Exactly these commits, in the order given (one git log --no-walk)."""
@@ -908,12 +931,14 @@ class Workspace:
             return []
         return self._log(["--no-walk=unsorted", *wanted])
 
-    def _log(self, revisions: list[str]) -> list[RawCommit]:
+    def _log(
+        self, revisions: list[str], on_commit: Callable[[RawCommit], None] | None = None
+    ) -> list[RawCommit]:
         options = [r for r in revisions if r.startswith("--")]
         revs = [r for r in revisions if not r.startswith("--")]
         token = _secrets.token_hex(12)
         fmt = f"%x00S{token}%x00%H%x00%P%x00%aN%x00%aE%x00%at%x00%B%x00E{token}"
-        records = _LogRecords(token)
+        records = _LogRecords(token, on_commit)
         merged = {**self._env}
         # One git process, streamed: complete records are decoded while git is still walking.
         _stream(

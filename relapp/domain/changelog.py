@@ -313,15 +313,24 @@ def effective_commits(
     """
     if not any(_REVERTS_TEXT in c.message for c in commits):
         return tuple(commits), ()  # no revert at all: nothing can cancel
-    by_sha = {c.sha.lower(): c for c in commits}
-    targets = {s: _reverts(c.message) for s, c in by_sha.items()}
-    reverted_by: dict[str, list[str]] = {}
-    for sha, target in targets.items():
-        if target is not None and target in by_sha:
-            reverted_by.setdefault(target, []).append(sha)
-    if not reverted_by:
+    # Keyed by lowercase sha in first-seen order; a repeated sha keeps its last message.
+    targets = {c.sha.lower(): _reverts(c.message) for c in commits}
+    dropped = _cancelling(targets)
+    if not dropped:
         # No revert has its target here: every commit is alive and nothing cancels.
         return tuple(commits), ()
+    kept = tuple(c for c in commits if c.sha.lower() not in dropped)
+    return kept, tuple(c.sha for c in commits if c.sha.lower() in dropped)
+
+
+def _cancelling(targets: Mapping[str, str | None]) -> set[str]:
+    """The lowercase shas that cancel, given each commit's revert target (None: not a revert)."""
+    reverted_by: dict[str, list[str]] = {}
+    for sha, target in targets.items():
+        if target is not None and target in targets:
+            reverted_by.setdefault(target, []).append(sha)
+    if not reverted_by:
+        return set()
 
     alive: dict[str, bool] = {}
 
@@ -344,14 +353,162 @@ def effective_commits(
         return alive[sha]
 
     dropped: set[str] = set()
-    for sha in by_sha:
+    for sha, target in targets.items():
         if not is_alive(sha):
             dropped.add(sha)  # reverted by an effective revert inside the range
-        target = targets[sha]
-        if target is not None and target in by_sha and is_alive(sha):
+        if target is not None and target in targets and is_alive(sha):
             dropped.add(sha)  # an effective revert whose target is here: the pair cancels
-    kept = tuple(c for c in commits if c.sha.lower() not in dropped)
-    return kept, tuple(c.sha for c in commits if c.sha.lower() in dropped)
+    return dropped
+
+
+def _group(
+    grouped: dict[str, dict[Section, list[ChangelogEntry]]],
+) -> dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]]:
+    # Teams in configured order (the dict's), sections in display order, empty ones left out.
+    return {
+        team: tuple(
+            (section, tuple(sections[section])) for section in SECTION_ORDER if section in sections
+        )
+        for team, sections in grouped.items()
+        if sections
+    }
+
+
+class ChangelogBuilder:
+    """Builds a changelog one commit at a time, so the work can overlap git writing the range.
+
+    add() parses each commit and files its entry right away; build() does only what needs the
+    whole range (cancelling revert pairs, which may arrive in either order). Fed the commits
+    of a range in order, build() returns exactly what build_changelog returns for them.
+    """
+
+    __slots__ = (
+        "_entries",
+        "_findall",
+        "_grouped",
+        "_merges",
+        "_needs_dash",
+        "_owners",
+        "_reverters",
+        "_rx",
+        "_shas",
+        "_sinks",
+        "_targets",
+        "_teams",
+    )
+
+    def __init__(self, teams: Sequence[Team], issue_pattern: str = DEFAULT_ISSUE_PATTERN) -> None:
+        """Start an empty changelog; raise ValueError when the issue pattern is unusable."""
+        rx = compile_issue_pattern(issue_pattern)
+        self._rx = rx
+        # Without groups findall returns the whole matches, as _issue_keys collects them.
+        self._findall = rx.findall if not rx.groups else None
+        # Every match of the default pattern contains "-": a message without one has no key,
+        # and the substring test is far cheaper than the regex scan. Only for that pattern.
+        self._needs_dash = rx.pattern == DEFAULT_ISSUE_PATTERN
+        self._teams = tuple(teams)
+        self._owners: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct file sets
+        team_order = dict.fromkeys([t.name for t in teams] + [OTHER_TEAM])
+        # team -> section -> entries, filled as commits arrive; entry order is kept per list.
+        self._grouped: dict[str, dict[Section, list[ChangelogEntry]]] = {t: {} for t in team_order}
+        self._sinks: dict[tuple[tuple[str, ...], Section], tuple[list[ChangelogEntry], ...]] = {}
+        self._entries: list[ChangelogEntry] = []
+        self._merges: list[str] = []  # lowercase shas of merge commits
+        self._shas: list[str] = []  # every commit's sha, in order: the cancelled list keeps it
+        # Lowercase sha -> revert target (None: not a revert), as effective_commits keys them.
+        self._targets: dict[str, str | None] = {}
+        self._reverters: list[str] = []  # lowercase shas that name a revert target
+
+    def add(self, commit: RawCommit) -> None:
+        """Take the next commit of the range (in the range's order) and file its entry."""
+        sha = commit.sha
+        message = commit.message
+        self._shas.append(sha)
+        key = sha.lower()
+        if len(commit.parents) > 1:
+            # A merge has no entry, but it can revert or be reverted (`git revert -m`).
+            target = _reverts(message)
+            self._targets[key] = target
+            if target is not None:
+                self._reverters.append(key)
+            self._merges.append(key)
+            return
+        ctype, scope, breaking, description, _, pr, co_authors, picked, reverts, subject = _parse(
+            message
+        )
+        self._targets[key] = reverts
+        if reverts is not None:
+            self._reverters.append(key)
+            ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
+        names = self._owners.get(commit.files)
+        if names is None:
+            names = self._owners[commit.files] = teams_for(commit.files, self._teams)
+        issues: tuple[str, ...]
+        findall = self._findall
+        if self._needs_dash and "-" not in message:
+            issues = ()
+        elif findall is not None:
+            issues = tuple(dict.fromkeys(findall(message[:MAX_SCANNED_CHARS])))
+        else:
+            issues = _issue_keys(message, self._rx)
+        e = ChangelogEntry(
+            sha,
+            sha[:7],
+            ctype,
+            scope,
+            breaking,
+            description,
+            subject,  # the same text as commit.subject (CRLF normalising only touches line ends)
+            pr,
+            issues,
+            commit.author_name,
+            commit.author_email,
+            co_authors,
+            names,
+            picked,
+        )
+        self._entries.append(e)
+        # As ChangelogEntry.section, without the property call per entry.
+        section = Section.BREAKING if breaking else _TYPE_SECTION.get(ctype or "", Section.OTHER)
+        # The lists this entry goes to, found once per (teams, section) pair: a range has few.
+        lists = self._sinks.get((names, section))
+        if lists is None:
+            # A name configured twice is one team: the entry is listed under it once.
+            grouped = self._grouped
+            lists = self._sinks[names, section] = tuple(
+                [grouped[team].setdefault(section, []) for team in dict.fromkeys(names)]
+            )
+        for bucket in lists:
+            bucket.append(e)
+
+    def build(self) -> Changelog:
+        """The changelog of every commit added so far, revert pairs that cancel left out."""
+        targets = self._targets
+        dropped: set[str] = set()
+        # Only a revert whose target is in the range can cancel anything: usually there is none.
+        if any(targets[r] in targets for r in self._reverters):
+            dropped = _cancelling(targets)
+        entries = self._entries
+        merge_count = len(self._merges)
+        cancelled: tuple[str, ...] = ()
+        grouped = self._grouped
+        if dropped:
+            entries = [e for e in entries if e.sha.lower() not in dropped]
+            merge_count = sum(1 for m in self._merges if m not in dropped)
+            cancelled = tuple(s for s in self._shas if s.lower() in dropped)
+            # Regroup the survivors from scratch: a team may have lost all its entries.
+            grouped = {t: {} for t in grouped}
+            for e in entries:
+                section = e.section
+                for team in dict.fromkeys(e.teams):
+                    grouped[team].setdefault(section, []).append(e)
+        return Changelog(
+            entries=tuple(entries),
+            by_team=_group(grouped),
+            non_conventional_count=sum(1 for e in entries if e.type is None),
+            merge_count=merge_count,
+            cancelled_reverts=cancelled,
+        )
 
 
 def build_changelog(
@@ -360,83 +517,11 @@ def build_changelog(
     issue_pattern: str = DEFAULT_ISSUE_PATTERN,
 ) -> Changelog:
     """Build the changelog of exactly these commits (the caller's `rev-list <tag> ^<prev>`)."""
-    rx = compile_issue_pattern(issue_pattern)
-    # Without groups findall returns the whole matches, as _issue_keys collects them.
-    findall = rx.findall if not rx.groups else None
-    # Every match of the default pattern contains "-": a message without one has no key, and
-    # the substring test is far cheaper than the regex scan. Only for that exact pattern.
-    needs_dash = rx.pattern == DEFAULT_ISSUE_PATTERN
-    kept, cancelled = effective_commits(commits)
-    merge_count = 0
-    owners: dict[tuple[str, ...], tuple[str, ...]] = {}  # few distinct file sets in a range
-    team_order = dict.fromkeys([t.name for t in teams] + [OTHER_TEAM])
-    # team -> section -> entries, filled in one pass; entry order is kept within each list.
-    grouped: dict[str, dict[Section, list[ChangelogEntry]]] = {t: {} for t in team_order}
-    sinks: dict[tuple[tuple[str, ...], Section], tuple[list[ChangelogEntry], ...]] = {}
-    entries: list[ChangelogEntry] = []
-    for c in kept:
-        if len(c.parents) > 1:
-            merge_count += 1
-            continue
-        names = owners.get(c.files)
-        if names is None:
-            names = owners[c.files] = teams_for(c.files, teams)
-        message = c.message
-        ctype, scope, breaking, description, _, pr, co_authors, picked, reverts, subject = _parse(
-            message
-        )
-        if reverts is not None:
-            ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
-        issues: tuple[str, ...]
-        if needs_dash and "-" not in message:
-            issues = ()
-        elif findall is not None:
-            issues = tuple(dict.fromkeys(findall(message[:MAX_SCANNED_CHARS])))
-        else:
-            issues = _issue_keys(message, rx)
-        sha = c.sha
-        e = ChangelogEntry(
-            sha,
-            sha[:7],
-            ctype,
-            scope,
-            breaking,
-            description,
-            subject,  # the same text as c.subject (CRLF normalising only touches line ends)
-            pr,
-            issues,
-            c.author_name,
-            c.author_email,
-            co_authors,
-            names,
-            picked,
-        )
-        entries.append(e)
-        # As ChangelogEntry.section, without the property call per entry.
-        section = Section.BREAKING if breaking else _TYPE_SECTION.get(ctype or "", Section.OTHER)
-        # The lists this entry goes to, found once per (teams, section) pair: a range has few.
-        lists = sinks.get((names, section))
-        if lists is None:
-            # A name configured twice is one team: the entry is listed under it once.
-            lists = sinks[names, section] = tuple(
-                [grouped[team].setdefault(section, []) for team in dict.fromkeys(names)]
-            )
-        for bucket in lists:
-            bucket.append(e)
-    by_team: dict[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]] = {
-        team: tuple(
-            (section, tuple(sections[section])) for section in SECTION_ORDER if section in sections
-        )
-        for team, sections in grouped.items()
-        if sections
-    }
-    return Changelog(
-        entries=tuple(entries),
-        by_team=by_team,
-        non_conventional_count=sum(1 for e in entries if e.type is None),
-        merge_count=merge_count,
-        cancelled_reverts=cancelled,
-    )
+    builder = ChangelogBuilder(teams, issue_pattern)
+    add = builder.add
+    for c in commits:
+        add(c)
+    return builder.build()
 
 
 def _issue_link(key: str, template: str | None) -> str:

@@ -421,16 +421,22 @@ def changelog(project: Project, release: Release, *, since: str | None = None) -
     start = get_release(project, since) if since else previous_of(release)
     if start is not None and not start.sha:
         raise Conflict(f"{start.version} has no commit yet.", code="not_ready")
+    # It must exist before git runs to take the commits: a bad issue pattern (settings reject
+    # one already) now fails before the git work instead of after it.
+    builder = cl.ChangelogBuilder(teams(project), project.issue_key_pattern)
     try:
         ws = workspace(project)
         with _locked(ws):
             if not ws.exists():
                 ws.ensure()
                 ws.fetch()
-            commits = ws.commits(release.sha, [start.sha] if start and start.sha else [])
+            # Each commit is parsed as git writes it: the changelog is built during git's walk.
+            ws.commits(
+                release.sha, [start.sha] if start and start.sha else [], on_commit=builder.add
+            )
     except gitops.GitError as exc:
         raise _git_error(exc) from None
-    return cl.build_changelog(commits, teams(project), project.issue_key_pattern), start
+    return builder.build(), start
 
 
 def fixes_on_main(project: Project, release: Release) -> dict[str, str]:

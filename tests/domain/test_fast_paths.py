@@ -26,6 +26,8 @@ from relapp.domain.changelog import (
     HEADER_RE,
     OTHER_TEAM,
     SECTION_ORDER,
+    Changelog,
+    ChangelogBuilder,
     ChangelogEntry,
     ParsedMessage,
     Team,
@@ -341,6 +343,153 @@ def test_build_changelog_matches_per_commit_parsing_and_grouping(
                 if any(e.section is s for e in mine)
             )
     assert log.by_team == ref
+
+
+def _reference_effective_commits(
+    commits: list[RawCommit],
+) -> tuple[tuple[RawCommit, ...], tuple[str, ...]]:
+    """effective_commits as it was before the incremental builder: the oracle for cancelling."""
+    by_sha = {c.sha.lower(): c for c in commits}
+    targets = {s: _reference_parse(c.message).reverts for s, c in by_sha.items()}
+    reverted_by: dict[str, list[str]] = {}
+    for sha, target in targets.items():
+        if target is not None and target in by_sha:
+            reverted_by.setdefault(target, []).append(sha)
+
+    alive: dict[str, bool] = {}
+
+    def is_alive(sha: str) -> bool:
+        # The old walk verbatim: on a cycle (never from git) its answer depends on visit order.
+        stack = [sha]
+        while stack:
+            cur = stack[-1]
+            pending = [r for r in reverted_by.get(cur, ()) if r not in alive]
+            if pending:
+                for r in pending:
+                    if r in stack:
+                        alive[r] = True
+                    else:
+                        stack.append(r)
+                continue
+            stack.pop()
+            alive[cur] = not any(alive[r] for r in reverted_by.get(cur, ()))
+        return alive[sha]
+
+    dropped: set[str] = set()
+    for sha in by_sha:
+        if not is_alive(sha):
+            dropped.add(sha)
+        target = targets[sha]
+        if target is not None and target in by_sha and is_alive(sha):
+            dropped.add(sha)
+    kept = tuple(c for c in commits if c.sha.lower() not in dropped)
+    return kept, tuple(c.sha for c in commits if c.sha.lower() in dropped)
+
+
+def _sha(i: int) -> str:
+    return f"{i:040x}"
+
+
+# A history of up to 10 commits where a revert may name any of them (before or after it in the
+# stream, itself, or one outside the range), in either case, from a merge or a plain commit.
+_revert_specs = st.lists(
+    st.tuples(
+        st.none() | st.integers(min_value=0, max_value=11),  # revert target index, if any
+        st.booleans(),  # upper-case the target sha
+        st.booleans(),  # a merge
+        messages,
+        _files,
+    ),
+    max_size=10,
+)
+
+
+def _revert_history(
+    specs: list[tuple[int | None, bool, bool, str, tuple[str, ...]]],
+) -> list[RawCommit]:
+    commits = []
+    for i, (target, upper, merge, message, files) in enumerate(specs):
+        if target is not None:
+            named = _sha(target).upper() if upper else _sha(target)
+            message = f'Revert "{message[:10]}"\n\nThis reverts commit {named}.\n'
+        commits.append(
+            RawCommit(
+                _sha(i),
+                (_sha(98), _sha(99)) if merge else (_sha(98),),
+                "Ada",
+                "ada@x",
+                i,
+                message,
+                () if merge else files,
+            )
+        )
+    return commits
+
+
+def _fed(
+    commits: list[RawCommit], teams: tuple[Team, ...] = TEAMS
+) -> tuple[Changelog, list[Changelog]]:
+    """The builder fed one commit at a time, with the changelog built after every commit too."""
+    builder = ChangelogBuilder(teams)
+    partial = []
+    for c in commits:
+        builder.add(c)
+        partial.append(builder.build())  # build() mid-stream must not change what follows
+    return builder.build(), partial
+
+
+@settings(max_examples=400)
+@given(_revert_specs)
+@example(
+    [(1, False, False, "", ()), (None, False, False, "feat: t", ("web/x.ts",))]
+)  # revert first
+@example([(None, False, False, "feat: t", ("web/x.ts",)), (0, True, False, "", ())])  # revert after
+@example(
+    [(None, False, False, "feat: t", ()), (0, False, False, "", ()), (1, False, False, "", ())]
+)
+@example([(1, False, False, "", ()), (0, False, False, "", ())])  # two reverts of each other
+@example([(0, False, False, "", ())])  # a commit naming itself
+@example([(None, False, True, "Merge x", ()), (0, False, False, "", ())])  # reverting a merge
+@example([(1, False, True, "", ()), (None, False, False, "fix: y", ("lib/l.py",))])  # by a merge
+def test_builder_fed_incrementally_equals_build_changelog_with_revert_pairs(
+    specs: list[tuple[int | None, bool, bool, str, tuple[str, ...]]],
+) -> None:
+    commits = _revert_history(specs)
+    whole, partial = _fed(commits)
+    assert whole == build_changelog(commits, TEAMS)
+    for n, log in enumerate(partial, start=1):
+        assert log == build_changelog(commits[:n], TEAMS)
+    # And both agree with the cancelling rule as it was before the builder.
+    kept, cancelled = _reference_effective_commits(commits)
+    assert effective_commits(commits) == (kept, cancelled)
+    assert whole.cancelled_reverts == cancelled
+    singles = [c for c in kept if len(c.parents) <= 1]
+    assert [e.sha for e in whole.entries] == [c.sha for c in singles]
+    assert whole.merge_count == len(kept) - len(singles)
+    assert all(e.teams == teams_for(c.files, TEAMS) for e, c in zip(whole.entries, singles))
+    assert sum(len(es) for ss in whole.by_team.values() for _, es in ss) >= len(whole.entries)
+    assert all(e in whole.entries for ss in whole.by_team.values() for _, es in ss for e in es)
+
+
+def test_a_cancelled_pair_leaves_no_empty_team_or_section() -> None:
+    t = RawCommit(_sha(1), (_sha(9),), "A", "a@x", 0, "feat: t", ("web/x.ts",))
+    r = RawCommit(
+        _sha(2),
+        (_sha(1),),
+        "A",
+        "a@x",
+        0,
+        f'Revert "t"\n\nThis reverts commit {_sha(1)}.',
+        ("web/x.ts",),
+    )
+    k = RawCommit(_sha(3), (_sha(2),), "A", "a@x", 0, "fix: k", ("lib/l.py",))
+    for order in ([t, r, k], [r, t, k], [k, r, t]):
+        log, _ = _fed(order)
+        assert log == build_changelog(order, TEAMS)
+        assert [e.sha for e in log.entries] == [_sha(3)]
+        assert set(log.cancelled_reverts) == {_sha(1), _sha(2)}
+        assert list(log.by_team) == ["api"]  # web had only the cancelled pair
+        assert log.by_team["api"] == ((SECTION_ORDER[2], (log.entries[0],)),)
 
 
 @settings(max_examples=500)

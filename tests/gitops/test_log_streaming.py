@@ -148,6 +148,58 @@ def test_streamed_commits_match_the_reference_on_a_real_clone(
     )
 
 
+def _called_back(pieces: list[bytes], token: str = TOKEN) -> tuple[list[RawCommit], list[int]]:
+    """The records on_commit saw, and how many it had seen after each feed (before close)."""
+    seen: list[RawCommit] = []
+    records = gitops._LogRecords(token, seen.append)
+    after_feed = []
+    for piece in pieces:
+        records.feed(piece)
+        after_feed.append(len(seen))
+    assert records.close() == seen  # the same records the log returns, each once, in order
+    return seen, after_feed
+
+
+def test_on_commit_sees_every_record_once_in_order_however_the_output_is_cut(
+    raw_log: tuple[Path, bytes],
+) -> None:
+    _, raw = raw_log
+    expected = _reference_parse(raw)
+    for cut in range(len(raw) + 1):
+        assert _called_back([raw[:cut], raw[cut:]])[0] == expected, cut
+    seen, after_feed = _called_back([raw[i : i + 1] for i in range(len(raw))])
+    assert seen == expected
+    # Records arrive while the output is still coming: all but the last (which only the end of
+    # the output completes) have been seen before close(), each as soon as the next one starts.
+    assert after_feed[-1] == len(expected) - 1
+    starts = [i for i in range(len(raw)) if raw.startswith(f"\x00S{TOKEN}".encode(), i)]
+    assert len(starts) == len(expected)
+    assert [after_feed[i] for i in starts] == [0, 0, 1, 2]  # S marker of record n: n-1 seen
+
+
+def test_on_commit_sees_what_commits_returns_from_a_real_clone(
+    raw_log: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, _ = raw_log
+    ws = Workspace(path, str(tmp_path / "o.git"))
+    seen: list[RawCommit] = []
+    got = ws.commits(ws.resolve("main"), on_commit=seen.append)
+    assert len(got) == 4 and seen == got
+
+
+def test_an_on_commit_error_stops_the_log_and_propagates(repo: Repo) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop(commit: RawCommit) -> None:
+        raise Stop(commit.sha)
+
+    with pytest.raises(Stop) as info:
+        repo.ws.commits(repo.sha["m7"], [repo.sha["c1"]], on_commit=stop)
+    assert str(info.value) == repo.sha["m7"]  # the first record, children first
+    assert repo.ws.commits(repo.sha["m7"], [repo.sha["c1"]])[0].sha == repo.sha["m7"]
+
+
 def test_no_output_is_no_commits() -> None:
     assert _streamed([]) == [] and _streamed([b"", b""]) == []
 
