@@ -10,7 +10,7 @@ from flask_login import login_required
 
 from ..errors import ServiceError
 from ..services import reports
-from ..services.projects import get_project
+from ..services.projects import get_project, issue_url
 
 bp = Blueprint("audit", __name__)
 
@@ -41,4 +41,4 @@ def index() -> Any:
 def evidence(project_key: str, version: str) -> Any:
     """One printable page per release: tag, commit, changelog, decisions, deploys, hotfixes."""
     ev = reports.evidence(get_project(project_key), version)
-    return render_template("evidence/show.html", ev=ev, issue_url=reports.issue_url)
+    return render_template("evidence/show.html", ev=ev, issue_url=issue_url)

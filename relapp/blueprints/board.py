@@ -11,27 +11,20 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Project
 from ..services.board import board
-from ..services.projects import get_project
-from ..services.reports import issue_url
+from ..services.projects import issue_url
 from ..services.reports import next_cut as next_cut_of
+from ..services.reports import pick_project
 
 bp = Blueprint("board", __name__)
 # Cards, decisions and changelogs link issue keys through the project's URL template.
 bp.add_app_template_global(issue_url, "issue_url")
 
 
-def _project() -> Project | None:
-    key = request.args.get("project")
-    if key:
-        return get_project(key)
-    return db.session.scalar(select(Project).order_by(Project.id))
-
-
 @bp.get("/")
 @login_required
 def index() -> Any:
     """The board of one project: a column per stage, a card per release that matters now."""
-    project = _project()
+    project = pick_project(request.args.get("project"))
     projects = db.session.scalars(select(Project).order_by(Project.key)).all()
     show_all = request.args.get("all") == "1"
     columns = board(project, actor=current_user, show_all=show_all) if project else []

@@ -14,7 +14,7 @@ from ..domain import changelog as cl
 from ..domain import pipeline
 from ..errors import ServiceError
 from ..extensions import db
-from ..models import Decision, Deployment, Environment, Job, JobLogLine, Project, Release, User
+from ..models import Deployment, Environment, Job, JobLogLine, Project, Release, User
 from . import deployments as deploys
 from . import releases as rel
 from .projects import get_environment
@@ -64,19 +64,6 @@ class Column:
     hidden: int = 0
 
 
-def decision_facts(decisions: list[Decision]) -> list[pipeline.DecisionFacts]:
-    """Decisions as the pipeline rules see them."""
-    return deploys.decision_facts(decisions)
-
-
-def issue_url(project: Project, key: str) -> str | None:
-    """The link for an issue key through the project's URL template (http(s) templates only)."""
-    template = project.issue_url_template or ""
-    if not template.startswith(("https://", "http://")):
-        return None
-    return template.replace("{key}", key)
-
-
 def may_decide(user: Any, env: Environment) -> bool:
     """True when the user's role may decide on releases in the environment."""
     role = getattr(user, "role", None)
@@ -122,7 +109,7 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     current = _current_releases(project) if current is None else current
     succeeded = {d.environment_id for d in release.deployments if d.status == "succeeded"}
     stage = pipeline.stage_of((env.name, env.id in succeeded) for env in envs)
-    facts = decision_facts(list(release.decisions))
+    facts = deploys.decision_facts(list(release.decisions))
     first = envs[0].name if envs else ""
     qa = pipeline.qa_state(facts, first) if envs else "pending"
     latest_qa = pipeline.current_decision(facts, first) if envs else None
@@ -310,7 +297,7 @@ def decision_form(project: Project, release: Release, env_name: str | None,
         env: Environment | None = get_environment(project, env_name)
     else:
         env = runs_in[-1] if runs_in else None
-    facts = decision_facts(list(release.decisions))
+    facts = deploys.decision_facts(list(release.decisions))
     latest = pipeline.current_decision(facts, env.name) if env is not None else None
     return DecisionForm(release=release, env=env, environments=runs_in or list(project.environments),
                         latest=latest, allowed=env is not None and may_decide(actor, env))

@@ -19,7 +19,7 @@ from .deployments import (
     environment_facts,
     release_facts,
 )
-from .projects import get_environment
+from .projects import get_environment, issue_url
 
 MAX_COMMENT = 4000
 MAX_BUGS = 50
@@ -39,14 +39,14 @@ def deployed_in(release: Release, env: Environment) -> bool:
 
 def decision_json(decision: Decision) -> dict[str, Any]:
     """A decision as the API shows it, with links for its bug keys."""
-    template = decision.release.project.issue_url_template or ""
+    project = decision.release.project
     return {
         "id": decision.id,
         "release": decision.release.version,
         "environment": decision.environment.name,
         "decision": decision.decision,
         "comment": decision.comment,
-        "bugs": [{"key": key, "url": template.replace("{key}", key) if template else None}
+        "bugs": [{"key": key, "url": issue_url(project, key)}
                  for key in decision.bugs or ()],
         "by": decision.by.username if decision.by else None,
         "at": decision.created_at.isoformat(),

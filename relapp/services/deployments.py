@@ -23,7 +23,7 @@ from ..extensions import db
 from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
 from . import audit
 from .projects import get_environment
-from .queue import create_job, dispatch
+from .queue import create_job, dispatch, job_json
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -144,17 +144,6 @@ def may_deploy(user: User, env: Environment) -> bool:
 
 
 # -- JSON -------------------------------------------------------------------------------------
-
-
-def job_json(job: Job | None) -> dict[str, Any] | None:
-    """A job as the API shows it (without its log lines)."""
-    if job is None:
-        return None
-    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
-            "attempt": job.attempt, "enqueued": job.enqueued_at is not None,
-            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at), "url": f"/api/v1/jobs/{job.id}",
-            "stream_url": f"/api/v1/jobs/{job.id}/stream"}
 
 
 def deployment_json(deployment: Deployment) -> dict[str, Any]:

@@ -103,6 +103,14 @@ def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | 
     return changes
 
 
+def issue_url(project: Project, key: str) -> str | None:
+    """The tracker link for an issue key, only for an http(s) template with {key}."""
+    template = project.issue_url_template or ""
+    if not template.startswith(("https://", "http://")) or "{key}" not in template:
+        return None
+    return template.replace("{key}", key)
+
+
 def get_project(key: str) -> Project:
     """The project with this key, or NotFound with a sentence."""
     project = db.session.scalar(select(Project).where(Project.key == key)) if key and len(key) <= 64 else None

@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT = {"tag_release": 600, "hotfix": 900, "deploy": 3600}
 
 
+def job_json(job: Job | None) -> dict[str, Any] | None:
+    """A job as the API shows it (without its log lines)."""
+    if job is None:
+        return None
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
+            "attempt": job.attempt, "enqueued": job.enqueued_at is not None,
+            "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at), "url": f"/api/v1/jobs/{job.id}",
+            "stream_url": f"/api/v1/jobs/{job.id}/stream"}
+
+
 def create_job(kind: str, *, project_id: int | None = None, release_id: int | None = None,
                payload: dict[str, Any] | None = None, requested_by: User | None = None) -> Job:
     """Add a queued job to the current transaction (it is enqueued by `dispatch` after commit)."""

@@ -24,7 +24,7 @@ from ..errors import Conflict, NotFound, ServiceError, Unavailable
 from ..extensions import db
 from ..models import Job, Project, Release, User, utcnow
 from . import audit
-from .queue import create_job, dispatch
+from .queue import create_job, dispatch, job_json
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,6 @@ def get_release(project: Project, version: str) -> Release:
 def db_versions(project: Project) -> list[Version]:
     """Every version the database holds for the project (tagged, pending or failed)."""
     return [Version.parse(v) for v in db.session.scalars(select(Release.version).where(Release.project_id == project.id))]
-
-
-def job_json(job: Job | None) -> dict[str, Any] | None:
-    if job is None:
-        return None
-    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
-            "created_at": job.created_at.isoformat(), "url": f"/api/v1/jobs/{job.id}"}
 
 
 def release_json(release: Release, *, full: bool = False) -> dict[str, Any]:

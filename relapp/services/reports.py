@@ -40,14 +40,6 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def issue_url(project: Project, key: str) -> str | None:
-    """The tracker link for an issue key, only for an http(s) template (config is not trusted to be a URL)."""
-    template = project.issue_url_template or ""
-    if not template.startswith(("https://", "http://")) or "{key}" not in template:
-        return None
-    return template.replace("{key}", key)
-
-
 def _plain_version(text: str | None) -> str:
     return (text or "").strip().removeprefix("v")
 
