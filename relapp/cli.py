@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from .errors import ServiceError
+from .exceptions import ServiceError
 from .extensions import db
 from .models import User
 from .settings import SettingsError

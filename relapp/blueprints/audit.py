@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..services import reports
 from ..services.projects import get_project, issue_url
 

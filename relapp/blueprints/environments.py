@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required
 
 from ..auth import role_required
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..services import deployments, reports
 from ..services.projects import get_project
 

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 
 from ..auth import role_required
 from ..domain import changelog as cl
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..services import board as board_svc
 from ..services import releases as svc
 from ..services import releases_read as read

@@ -18,7 +18,8 @@ from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from ..errors import NotFound, ServiceError, problem
+from ..errors import problem
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db, get_redis, login_manager
 from ..joblog import lines, sse, stream_key
 from ..models import Job

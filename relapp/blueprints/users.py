@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..auth import has_role
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..services import accounts, reports
 
 bp = Blueprint("users", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..errors import NotFound, ServiceError
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..models import ROLES, ApiToken, User
 from ..security import hash_password, new_token, token_hash

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from ..domain import changelog as cl
 from ..domain import pipeline
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import Deployment, Environment, Job, JobLogLine, Project, Release, User
 from . import deployments as deploys

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..domain import pipeline
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Environment, Project, Release, User
 from . import audit

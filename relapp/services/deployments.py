@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain import pipeline
-from ..errors import Conflict, Forbidden, NotFound, ServiceError
+from ..exceptions import Conflict, Forbidden, NotFound, ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
 from . import audit

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ..errors import NotFound, ServiceError
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..models import Deployment, Environment, Project, Team, User
 from ..settings import ProjectSettings

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import gitops
 from ..domain import changelog as cl
 from ..domain import versioning as vs
-from ..errors import Conflict, NotFound, ServiceError, Unavailable
+from ..exceptions import Conflict, NotFound, ServiceError, Unavailable
 from ..extensions import db
 from ..models import Job, Project, Release, User, utcnow
 from . import audit

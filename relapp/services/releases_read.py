@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from .. import gitops
 from ..domain import changelog as cl
-from ..errors import NotFound, ServiceError
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..joblog import LogLine, lines
 from ..models import Decision, Deployment, Job, Project, Release

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from ..domain import changelog as cl
-from ..errors import ServiceError
+from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import (
     ApiToken,

@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, ServiceError
+from ..exceptions import Conflict, ServiceError
 from ..extensions import db, write_transaction
 from ..models import Environment, Job, Project, Release, TrainRun, User, utcnow
 from . import audit

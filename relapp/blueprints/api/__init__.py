@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ...auth import has_role
-from ...errors import ServiceError, problem
+from ...errors import problem
+from ...exceptions import ServiceError
 from ...extensions import csrf, db
 from ...models import IdempotencyKey
 

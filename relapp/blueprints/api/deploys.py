@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from ...drivers import verify
 from ...drivers.webhook import SIGNATURE_HEADER
-from ...errors import NotFound, ServiceError, problem
+from ...errors import problem
+from ...exceptions import NotFound, ServiceError
 from ...extensions import db
 from ...joblog import lines
 from ...models import AuditEvent, Deployment, Job, Project
