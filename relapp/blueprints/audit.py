@@ -9,7 +9,7 @@ from flask import Blueprint, render_template, request
 from flask_login import login_required
 
 from ..exceptions import ServiceError
-from ..services import reports
+from ..services import audit, reports
 from ..services.projects import get_project, issue_url
 
 bp = Blueprint("audit", __name__)
@@ -25,14 +25,14 @@ def compact_json(value: Any) -> str:
 @login_required
 def index() -> Any:
     """Audit events newest first, filtered by project, action, actor and dates; keyset pages."""
-    filters = reports.parse_audit_filters(request.args)
+    filters = audit.parse_audit_filters(request.args)
     before_text = request.args.get("before", "")
     if before_text and not before_text.isdigit():
         raise ServiceError("'before' is an audit event id (a number).")
-    page = reports.audit_page(filters, before=int(before_text) if before_text else None)
+    page = audit.events(filters, before=int(before_text) if before_text else None)
     template = "audit/_rows.html" if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "audit-log" else "audit/index.html"
     html = render_template(template, page=page, filters=filters, before=before_text,
-                           projects=reports.projects())
+                           projects=reports.projects(), actions=audit.known_actions())
     return html, 200, {"Vary": "HX-Request"}
 
 

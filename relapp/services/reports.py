@@ -7,7 +7,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import or_, select
@@ -18,7 +17,6 @@ from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import (
     ApiToken,
-    AuditEvent,
     Decision,
     Deployment,
     Environment,
@@ -367,83 +365,6 @@ def evidence(project: Project, version: str) -> Evidence:
     jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id).order_by(Job.id)))
     return Evidence(project, release, log, since, error, decisions, deployments,
                     release_service.hotfixes_of(release), jobs)
-
-
-# -- audit log --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AuditFilters:
-    """What the audit log is narrowed to; empty strings mean no filter."""
-
-    project: str = ""
-    action: str = ""
-    actor: str = ""
-    start: date | None = None
-    end: date | None = None
-
-    @property
-    def active(self) -> bool:
-        """True when any filter is set."""
-        return bool(self.project or self.action or self.actor or self.start or self.end)
-
-    def args(self) -> dict[str, str]:
-        """The filters as query arguments (for links that keep them)."""
-        values = {"project": self.project, "action": self.action, "actor": self.actor,
-                  "from": self.start.isoformat() if self.start else "",
-                  "to": self.end.isoformat() if self.end else ""}
-        return {k: v for k, v in values.items() if v}
-
-
-def parse_audit_filters(args: Any) -> AuditFilters:
-    """Filters from query arguments, with a 400 sentence for a malformed date."""
-    def day(name: str) -> date | None:
-        text = (args.get(name) or "").strip()
-        if not text:
-            return None
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise ServiceError(f"'{text[:20]}' is not a date like 2026-03-01 (the '{name}' filter).") from None
-
-    return AuditFilters(project=(args.get("project") or "").strip()[:64],
-                        action=(args.get("action") or "").strip()[:64],
-                        actor=(args.get("actor") or "").strip()[:64], start=day("from"), end=day("to"))
-
-
-@dataclass
-class AuditPage:
-    """One page of audit events, newest first, and the id to continue before."""
-
-    events: list[AuditEvent]
-    next_before: int | None
-    projects: dict[int, str]
-    actions: list[str]
-
-
-def audit_page(filters: AuditFilters, *, before: int | None = None, limit: int = 50) -> AuditPage:
-    """Audit events matching the filters, newest first, keyset-paginated on id."""
-    projects = {p.id: p.key for p in db.session.scalars(select(Project))}
-    query = select(AuditEvent)
-    if filters.project:
-        ids = [pid for pid, key in projects.items() if key == filters.project]
-        query = query.where(AuditEvent.project_id.in_(ids))
-    if filters.action:
-        # "deploy" matches deploy.request, deploy.cancel_request …; an exact name matches itself.
-        query = query.where(or_(AuditEvent.action == filters.action,
-                                AuditEvent.action.startswith(filters.action.rstrip(".") + ".", autoescape=True)))
-    if filters.actor:
-        query = query.where(AuditEvent.actor == filters.actor)
-    if filters.start:
-        query = query.where(AuditEvent.at >= datetime.combine(filters.start, datetime.min.time(), UTC))
-    if filters.end:
-        query = query.where(AuditEvent.at < datetime.combine(filters.end + timedelta(days=1), datetime.min.time(), UTC))
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    events = list(db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
-    next_before = events[limit - 1].id if len(events) > limit else None
-    actions = sorted(db.session.scalars(select(AuditEvent.action).distinct()))
-    return AuditPage(events[:limit], next_before, projects, actions)
 
 
 # -- users ------------------------------------------------------------------------------------

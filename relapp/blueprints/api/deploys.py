@@ -15,7 +15,8 @@ from ...errors import problem
 from ...exceptions import NotFound, ServiceError
 from ...extensions import db
 from ...joblog import lines
-from ...models import AuditEvent, Deployment, Job, Project
+from ...models import AuditEvent, Deployment, Job
+from ...services import audit
 from ...services import decisions as decision_svc
 from ...services import deployments as svc
 from ...services.projects import get_project
@@ -202,39 +203,26 @@ def audit_events() -> Any:
     """Audit events, newest first; filters project, action (or `deploy.*`), actor, since_id;
     page with `before_id` (the `next` link)."""
     limit = _int_arg("limit", 50, low=1, high=LIMIT_MAX) or 50
-    query = select(AuditEvent)
     args: dict[str, Any] = {"limit": limit}
-    if request.args.get("project"):
-        project = get_project(request.args["project"])
-        query = query.where(AuditEvent.project_id == project.id)
+    project = get_project(request.args["project"]) if request.args.get("project") else None
+    if project is not None:
         args["project"] = project.key
-    action = request.args.get("action")
-    if action:
-        if action.endswith(".*"):
-            query = query.where(AuditEvent.action.startswith(action[:-1], autoescape=True))
-        else:
-            query = query.where(AuditEvent.action == action)
-        args["action"] = action
-    if request.args.get("actor"):
-        query = query.where(AuditEvent.actor == request.args["actor"])
-        args["actor"] = request.args["actor"]
+    for name in ("action", "actor"):
+        if request.args.get(name):
+            args[name] = request.args[name]
     since = _int_arg("since_id", None)
     if since is not None:
-        query = query.where(AuditEvent.id > since)
         args["since_id"] = since
-    before = _int_arg("before_id", None)
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    rows = db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    projects = {row.id: row.key for row in db.session.execute(select(Project.id, Project.key))}
+    filters = audit.AuditFilters(project=project.key if project else "",
+                                 action=args.get("action", ""), actor=args.get("actor", ""),
+                                 since_id=since)
+    page = audit.events(filters, before=_int_arg("before_id", None), limit=limit)
     following = None
-    if more and rows:
+    if page.next_before is not None:
         from urllib.parse import urlencode
 
-        following = "/api/v1/audit?" + urlencode({**args, "before_id": rows[-1].id})
-    return {"events": [_audit_json(e, projects) for e in rows], "next": following}
+        following = "/api/v1/audit?" + urlencode({**args, "before_id": page.next_before})
+    return {"events": [_audit_json(e, page.projects) for e in page.events], "next": following}
 
 
 def _op(summary: str, *, ok: str = "200", params: list[str] | None = None,
