@@ -8,14 +8,15 @@ from relapp.drivers.base import (
     DriverConfigError,
     DriverResult,
     Outcome,
-    build_driver,
     mask,
     secrets_of,
 )
 from relapp.drivers.netguard import BlockedTarget, check_url
+from relapp.drivers.registry import KINDS, build_driver
 from relapp.drivers.webhook import sign, verify
 
 __all__ = [
+    "KINDS",
     "BlockedTarget",
     "DeployContext",
     "Driver",

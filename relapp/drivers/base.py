@@ -1,4 +1,5 @@
-"""The deploy driver interface: the context a driver gets, the result it returns, and its factory."""
+"""The deploy driver interface: the context a driver gets, the result it returns, and the helpers
+every driver shares (templates, masking, settings checks). The factory is in `registry`."""
 
 from __future__ import annotations
 
@@ -134,24 +135,3 @@ def check_keys(settings: Mapping[str, Any], kind: str, allowed: Iterable[str]) -
                 f"Unknown setting {key!r} for the {kind} driver; "
                 f"expected one of: {', '.join(sorted(known))}."
             )
-
-
-def build_driver(settings: Mapping[str, Any]) -> Driver:
-    """Build a driver from its TOML settings ({"kind": "command"|"webhook"|"manual", ...})."""
-    # Imported here because the driver modules import this one.
-    from relapp.drivers.command import CommandDriver
-    from relapp.drivers.manual import ManualDriver
-    from relapp.drivers.webhook import WebhookDriver
-
-    if not isinstance(settings, Mapping):
-        raise DriverConfigError("Driver settings must be a table with a 'kind' key.")
-    kind = settings.get("kind")
-    if kind == "command":
-        return CommandDriver.from_settings(settings)
-    if kind == "webhook":
-        return WebhookDriver.from_settings(settings)
-    if kind == "manual":
-        return ManualDriver.from_settings(settings)
-    raise DriverConfigError(
-        f"Setting 'kind' must be one of 'command', 'webhook' or 'manual', not {kind!r}."
-    )
