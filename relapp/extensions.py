@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from redis import Redis
     from rq import Queue
 
+    from .security import Passwords
+
 # Named constraints so Alembic migrations are stable on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -96,3 +98,17 @@ def get_queue() -> Queue:
         queue = Queue(current_app.config["RQ_QUEUE"], connection=get_redis())
         current_app.extensions["relapp.queue"] = queue
     return queue
+
+
+def get_passwords() -> Passwords:
+    """The app's password hasher, with the argon2id parameters of its configuration."""
+    passwords = current_app.extensions.get("relapp.passwords")
+    if passwords is None:
+        from .security import Passwords
+
+        config = current_app.config
+        passwords = Passwords(memory_kib=config["RELAPP_ARGON2_MEMORY_KIB"],
+                              time_cost=config["RELAPP_ARGON2_TIME_COST"],
+                              parallelism=config["RELAPP_ARGON2_PARALLELISM"])
+        current_app.extensions["relapp.passwords"] = passwords
+    return passwords

@@ -19,12 +19,10 @@ def main() -> int:
     port = os.environ.get("PORT", "5000")
     from flask_migrate import upgrade
 
-    from config import _bool
     from relapp import create_app
     from relapp.cli import ensure_demo
 
-    # config.Config was read when relapp was imported: pass the demo switch explicitly.
-    app = create_app({"RELAPP_DEMO": _bool("RELAPP_DEMO")})
+    app = create_app()
     os.environ["REDIS_URL"] = app.config["REDIS_URL"]
     with app.app_context():
         from relapp.extensions import ensure_embedded_redis

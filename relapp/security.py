@@ -1,31 +1,43 @@
-"""Password hashing (argon2) and API tokens (random, only their SHA-256 stored)."""
+"""Password hashing (argon2id, with parameters from the configuration) and API tokens (random,
+only their SHA-256 stored)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-
-_hasher = PasswordHasher()
-# Verified against for unknown users, so timing does not tell which usernames exist.
-_DUMMY_HASH = _hasher.hash("relapp-no-such-user")
 
 TOKEN_PREFIX = "rla_"
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of the password."""
-    return _hasher.hash(password)
+class Passwords:
+    """Hashes and checks passwords with one set of argon2id parameters."""
 
+    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int) -> None:
+        self._hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost,
+                                      parallelism=parallelism, type=Type.ID)
+        # Verified against for unknown users, so timing does not tell which usernames exist.
+        self._dummy = self._hasher.hash("relapp-no-such-user")
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when the password matches; spends the same effort when there is no user."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        """An argon2id hash of the password."""
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when the password matches; spends the same effort when there is no user."""
+        try:
+            return self._hasher.verify(password_hash or self._dummy, password) and password_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with other parameters than the configured ones."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
 
 
 def new_token() -> str:

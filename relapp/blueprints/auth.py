@@ -9,9 +9,8 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from ..extensions import db, limiter
+from ..extensions import db, get_passwords, limiter
 from ..models import User
-from ..security import verify_password
 
 bp = Blueprint("auth", __name__)
 
@@ -42,7 +41,7 @@ def login() -> Any:
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
         user = db.session.scalar(select(User).where(User.username == username)) if username else None
-        if (verify_password(user.password_hash if user else None, password) and user and user.active
+        if (get_passwords().verify(user.password_hash if user else None, password) and user and user.active
                 and (not user.is_demo or current_app.config["RELAPP_DEMO"])):
             login_user(user, remember=bool(request.form.get("remember")))
             return redirect(_safe_next(request.args.get("next")))

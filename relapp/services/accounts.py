@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..exceptions import NotFound, ServiceError
-from ..extensions import db
+from ..extensions import db, get_passwords
 from ..models import ROLES, ApiToken, User
-from ..security import hash_password, new_token, token_hash
+from ..security import new_token, token_hash
 from . import audit
 
 
@@ -23,7 +23,7 @@ def create_user(username: str, password: str, role: str, *, display_name: str = 
         raise ServiceError("A password needs at least 4 characters.")
     if db.session.scalar(select(User).where(User.username == username)):
         raise ServiceError(f"A user named '{username}' already exists.", status=409)
-    user = User(username=username, password_hash=hash_password(password), role=role,
+    user = User(username=username, password_hash=get_passwords().hash(password), role=role,
                 display_name=display_name, is_demo=is_demo)
     db.session.add(user)
     db.session.flush()
