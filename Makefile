@@ -21,9 +21,13 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/python -m relapp.run
 
+# Four xdist workers on two cores: the tests wait on git, Redis, the database and subprocesses
+# far more than they compute. Each worker has its own databases and Redis (tests/conftest.py).
+TEST_WORKERS ?= 4
+
 test: setup
 	$(BIN)/python tests/setup_browser.py
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/python -m pip install --quiet ruff mypy

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -60,7 +60,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("RELAPP_INSTANCE")
     app = Flask(__name__, instance_relative_config=True,
                 instance_path=str(Path(instance_path).resolve()) if instance_path else None)
-    app.config.from_object(Config)
+    app.config.from_object(Config())
     if test_config:
         app.config.update(test_config)
     instance = Path(app.instance_path)
@@ -120,14 +120,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # A state-changing request reads, then writes: on SQLite it takes the write lock at its
         # first statement so it waits its turn instead of failing with "database is locked".
         SQLITE_IMMEDIATE.set(request.method not in ("GET", "HEAD", "OPTIONS"))
-        # Each request finds its own user, even when an app context outlives one request.
-        g.pop("_login_user", None)
-        g.pop("csrf_token", None)
 
     @app.teardown_request
     def _back_to_deferred(_exc: BaseException | None) -> None:
         # Whatever a view did not commit is not kept, and no transaction (nor SQLite's write
-        # lock) outlives the request, even when the app context does (tests, CLI).
+        # lock) outlives the request.
         db.session.rollback()
         SQLITE_IMMEDIATE.set(False)
 

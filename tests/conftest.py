@@ -1,34 +1,102 @@
 """Shared fixtures: a real database (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), a real
-Redis server (the embedded one, and TEST_REDIS_URL's when set), real git repositories in tmp_path."""
+Redis server (the embedded one, and TEST_REDIS_URL's when set), real git repositories in tmp_path,
+and the whole app started as `make run` starts it.
+
+The suite runs in parallel (pytest-xdist). Each worker process gets its own embedded Redis, its
+own PostgreSQL database (copied from a template migrated once per run, both named after the run
+and dropped at its end), its own Redis database number on the server (leased, so that two runs on
+one machine never share one) and its own RQ queue name. Tests that restart, flush or kill Redis
+start a redis-server of their own (tests/deploys/test_crash.py).
+
+Shape (Flask's tutorial): `app` builds the app and holds no context; tests that call services
+or the database directly take `app_ctx` (the service-level folders take it for every test in
+their conftest). The test client runs each request in an app context of its own, as production
+does, so a request never shares `g` or a database session with the test.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
+from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
 
-# The demo's simulated deploys print a line per step; tests need not wait 0.8 s a step.
+# Read by every app made here and by the processes tests start (worker, `relapp.run`):
+# - the demo's simulated deploys print a line per step; tests need not wait 0.8 s a step;
+# - argon2 with production parameters costs ~0.1–0.5 s a hash; tests use the cheapest
+#   parameters (one test checks the production ones: tests/web/test_passwords.py).
 os.environ.setdefault("RELAPP_DEMO_STEP_SECONDS", "0.05")
+os.environ.setdefault("RELAPP_ARGON2_MEMORY_KIB", "8")
+os.environ.setdefault("RELAPP_ARGON2_TIME_COST", "1")
+os.environ.setdefault("RELAPP_ARGON2_PARALLELISM", "1")
 
 BACKENDS = ["embedded"]
 if os.environ.get("TEST_DATABASE_URL") or os.environ.get("TEST_REDIS_URL"):
     BACKENDS.append("server")
 
+# Redis databases a run may lease on TEST_REDIS_URL's server; 0 holds only the leases.
+REDIS_LEASE_DBS = range(1, 16)
+LEASE_SECONDS = 3 * 3600
+
+
+def _run_id(config: pytest.Config) -> str:
+    """One id per `pytest` invocation, the same in the controller and every xdist worker
+    (pytest_configure gives the controller its id and `--testrunuid` hands it to the workers)."""
+    workerinput = getattr(config, "workerinput", None)
+    uid = workerinput["testrunuid"] if workerinput else config.getoption("testrunuid", None)
+    if not uid:
+        uid = getattr(config, "_relapp_uid", None) or os.urandom(6).hex()
+        config._relapp_uid = uid  # type: ignore[attr-defined]
+    return re.sub(r"[^a-z0-9]", "", str(uid).lower())[:12]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller picks the run's id before the workers start, so all share it."""
+    if not getattr(config, "workerinput", None) and hasattr(config.option, "testrunuid") \
+            and not config.option.testrunuid:
+        config.option.testrunuid = os.urandom(8).hex()
+
+
+@pytest.fixture(scope="session")
+def run_id(request: pytest.FixtureRequest) -> str:
+    return _run_id(request.config)
+
+
+@pytest.fixture(scope="session")
+def worker_name(request: pytest.FixtureRequest) -> str:
+    """`gw0`, `gw1` … under xdist, `main` otherwise."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every worker of this run sees (for locks)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
 
 @pytest.fixture(scope="session")
 def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis server from the embedded binary, for the whole test session."""
+    """A real Redis server from the embedded binary, one per worker process."""
     from relapp.embedded import ensure_server, stop_server
 
     folder = tmp_path_factory.mktemp("redis")
@@ -60,23 +128,106 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory, embedded_redis_url
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory, embedded_redis_url: str) -> str:
-    """TEST_DATABASE_URL's database, emptied and migrated once with `flask db upgrade`."""
+def _admin_engine() -> Any:
     from relapp import normalise_database_url
 
-    url = normalise_database_url(os.environ["TEST_DATABASE_URL"])
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    _upgrade(url, tmp_path_factory.mktemp("pg-instance"), embedded_redis_url)
-    return url
+    return create_engine(normalise_database_url(os.environ["TEST_DATABASE_URL"]),
+                         isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    from relapp import normalise_database_url
+
+    return make_url(normalise_database_url(url)).set(database=name).render_as_string(hide_password=False)
+
+
+def _template_name(run: str) -> str:
+    return f"relapp_t_{run}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory, embedded_redis_url: str, run_id: str,
+                 worker_name: str, shared_tmp: Path) -> Iterator[str]:
+    """This worker's own PostgreSQL database, copied from the run's migrated template."""
+    template = _template_name(run_id)
+    mine = f"{template}_{worker_name}"
+    engine = _admin_engine()
+    with FileLock(str(shared_tmp / f"pg-{run_id}.lock")), engine.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": template})
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{template}"'))
+            _upgrade(_with_database(os.environ["TEST_DATABASE_URL"], template),
+                     tmp_path_factory.mktemp("pg-instance"), embedded_redis_url)
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{mine}"'))
+        conn.execute(text(f'CREATE DATABASE "{mine}" TEMPLATE "{template}"'))
+    try:
+        yield _with_database(os.environ["TEST_DATABASE_URL"], mine)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{mine}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The controller drops the run's PostgreSQL template (workers dropped their own copies)."""
+    if getattr(session.config, "workerinput", None) or not os.environ.get("TEST_DATABASE_URL"):
+        return
+    run = _run_id(session.config)
+    try:
+        engine = _admin_engine()
+        with engine.connect() as conn:
+            names = conn.scalars(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                 {"p": _template_name(run) + "%"}).all()
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+    except SQLAlchemyError as exc:  # cleaning up must not turn a passing run into a failing one
+        print(f"could not drop the run's PostgreSQL databases: {exc}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def server_redis_url(run_id: str, worker_name: str) -> Iterator[str]:
+    """A Redis database number on TEST_REDIS_URL's server, leased to this worker for the run."""
+    base = Redis.from_url(os.environ["TEST_REDIS_URL"], db=0)
+    holder = f"{run_id}:{worker_name}:{os.getpid()}"
+    leased = None
+    for number in REDIS_LEASE_DBS:
+        if base.set(f"relapp:test-lease:{number}", holder, nx=True, ex=LEASE_SECONDS):
+            leased = number
+            break
+    if leased is None:
+        pytest.fail("Every Redis database 1–15 of TEST_REDIS_URL is leased by other test runs.")
+    url = re.sub(r"(/\d+)?$", f"/{leased}", os.environ["TEST_REDIS_URL"].split("?")[0], count=1)
+    try:
+        yield url
+    finally:
+        key = f"relapp:test-lease:{leased}"
+        if base.get(key) == holder.encode():
+            Redis.from_url(url).flushdb()
+            base.delete(key)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Database and Redis URLs for one test: embedded default, or this machine's servers."""
+    if request.param == "embedded" or not os.environ.get("TEST_DATABASE_URL"):
+        db_path = tmp_path / "relapp.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), db_path)
+        database = f"sqlite:///{db_path}"
+    else:
+        database = request.getfixturevalue("postgres_url")
+        _truncate_postgres(database)
+    if request.param == "server" and os.environ.get("TEST_REDIS_URL"):
+        redis_url = request.getfixturevalue("server_redis_url")
+    else:
+        redis_url = request.getfixturevalue("embedded_redis_url")
+    return {"name": request.param, "database": database, "redis": redis_url}
 
 
 def _truncate_postgres(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, poolclass=NullPool)
     with engine.begin() as conn:
         tables = [row[0] for row in conn.execute(text(
             "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
@@ -84,49 +235,73 @@ def _truncate_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Database and Redis URLs for one test: embedded default, or this machine's servers."""
-    if request.param == "embedded":
-        db_path = tmp_path / "relapp.sqlite3"
-        shutil.copy(request.getfixturevalue("sqlite_template"), db_path)
-        return {"name": "embedded", "database": f"sqlite:///{db_path}",
-                "redis": request.getfixturevalue("embedded_redis_url")}
-    database = os.environ.get("TEST_DATABASE_URL")
-    if database:
-        database = request.getfixturevalue("postgres_url")
-        _truncate_postgres(database)
-    else:
-        db_path = tmp_path / "relapp.sqlite3"
-        shutil.copy(request.getfixturevalue("sqlite_template"), db_path)
-        database = f"sqlite:///{db_path}"
-    redis_url = os.environ.get("TEST_REDIS_URL") or request.getfixturevalue("embedded_redis_url")
-    return {"name": "server", "database": database, "redis": redis_url}
+class IsolatedClient(FlaskClient):
+    """Runs each request in an app context of its own, as production does, even while the test
+    holds one for its service calls; afterwards the test's session starts afresh, so it reads
+    what the request wrote."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        from flask import has_app_context
+
+        from relapp.extensions import db
+
+        outer = has_app_context()
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if outer:
+            db.session.rollback()
+        return response
 
 
 @pytest.fixture
-def app(backend: dict[str, str], tmp_path: Path) -> Iterator[Any]:
-    """The app on a fresh, migrated database and an empty Redis."""
+def app(backend: dict[str, str], tmp_path: Path, worker_name: str) -> Iterator[Any]:
+    """The app on a fresh, migrated database and an empty Redis database; no context held."""
     from relapp import create_app
     from relapp.extensions import db
 
     Redis.from_url(backend["redis"]).flushdb()
     instance = tmp_path / "instance"
     instance.mkdir()
-    config = {
+    config: dict[str, Any] = {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": backend["database"],
         "REDIS_URL": backend["redis"],
+        "RQ_QUEUE": f"relapp-{worker_name}",
         "SECRET_KEY": "test-secret",
         "RELAPP_REPOS_DIR": str(tmp_path / "repos"),
         "RELAPP_DEMO": False,
         "INSTANCE_PATH": str(instance),
     }
+    if backend["database"].startswith("postgresql"):
+        # The server allows 100 connections and four workers share it.
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 3, "max_overflow": 5,
+                                               "pool_pre_ping": True}
     application = create_app(config)
+    application.test_client_class = IsolatedClient
+    yield application
     with application.app_context():
-        yield application
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app_ctx(app: Any) -> Iterator[Any]:
+    """An app context for tests that call services or the database directly."""
+    from relapp.extensions import db
+
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def service_context(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """For the service-level folders (their conftest makes it autouse): an app context around
+    each test that uses the app; tests that do not use it stay app-free."""
+    if "app" in request.fixturenames:
+        yield request.getfixturevalue("app_ctx")
+    else:
+        yield None
 
 
 @pytest.fixture
@@ -136,6 +311,7 @@ def worker_env(app: Any, backend: dict[str, str], tmp_path: Path) -> dict[str, s
     env.update({
         "DATABASE_URL": backend["database"],
         "REDIS_URL": backend["redis"],
+        "RELAPP_QUEUE": app.config["RQ_QUEUE"],
         "SECRET_KEY": "test-secret",
         "RELAPP_REPOS_DIR": app.config["RELAPP_REPOS_DIR"],
         "RELAPP_INSTANCE": app.instance_path,
@@ -145,15 +321,35 @@ def worker_env(app: Any, backend: dict[str, str], tmp_path: Path) -> dict[str, s
 
 
 def run_worker_burst(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a real worker process until the queue is empty."""
+    """Run a real worker process until the queue is empty (for fork and crash tests)."""
     return subprocess.run([sys.executable, str(ROOT / "worker.py"), "--burst"], env=env, cwd=ROOT,
                           check=False, capture_output=True, text=True, timeout=timeout)
 
 
+def work_queue() -> None:
+    """Run every queued job through a real RQ worker in this process (no fork), inside the
+    test's app context, as RQ's testing docs do."""
+    from rq import SimpleWorker
+
+    from relapp.extensions import db, get_queue
+
+    db.session.rollback()  # the test's own read snapshot must not hide what the jobs write
+    queue = get_queue()
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    db.session.rollback()
+
+
+def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git for test set-up and inspection (the app itself only runs git through gitops)."""
+    full_env = dict(os.environ, GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="t@example.com",
+                    GIT_COMMITTER_NAME="Test", GIT_COMMITTER_EMAIL="t@example.com",
+                    GIT_CONFIG_NOSYSTEM="1", **(env or {}))
+    return subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def login(client: Any, username: str, password: str = "pass") -> Any:
     """Sign a test client in through the real form (CSRF token included)."""
-    import re
-
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
@@ -161,7 +357,62 @@ def login(client: Any, username: str, password: str = "pass") -> Any:
 
 def csrf_token(client: Any, path: str = "/") -> str:
     """The CSRF token from a page the client can see."""
-    import re
-
     page = client.get(path)
     return re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True)).group(1)
+
+
+def signed_in(app: Any, name: str, password: str = "pass") -> Any:
+    """A test client signed in as `name` through the real form."""
+    client = app.test_client()
+    assert login(client, name, password).status_code == 302
+    return client
+
+
+# -- the whole app, as `make run` starts it ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`python -m relapp.run` (web + worker + embedded Redis + the demo, as `make run` starts
+    it) with its own instance folder and port; yields its URL, stops it with SIGTERM after."""
+    import httpx
+
+    instance = tmp_path_factory.mktemp("instance")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_"))}
+    env.update({"RELAPP_INSTANCE": str(instance), "PORT": str(port), "RELAPP_DEMO": "1",
+                "RELAPP_DEMO_STEP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"})
+    log = open(instance / "run.log", "w")  # noqa: SIM115 - closed below
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "relapp.run"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    startup = time.monotonic() - started
+    print(f"\nrelapp.run served its first page after {startup:.1f} s")
+    try:
+        assert proc.poll() is None and time.monotonic() < deadline, \
+            (instance / "run.log").read_text()[-3000:]
+        yield {"url": url, "instance": instance, "proc": proc, "startup": startup}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -3,8 +3,11 @@ it: cut → qa → beta refused → no-go with a bug → hotfix → qa → go �
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
+
+from playwright.sync_api import expect
 
 CARD = "#board .card[data-version='{v}']"
 
@@ -15,21 +18,13 @@ def card(page, version):
 
 def wait_in_column(page, version, column, timeout=60):
     """Wait until the release's card sits in a column (the board refreshes itself)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if page.locator(f"#column-{column} .card[data-version='{version}']").count():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{version} never reached {column}: {page.inner_text('#board')}")
+    expect(page.locator(f"#column-{column} .card[data-version='{version}']")).to_have_count(
+        1, timeout=timeout * 1000)
 
 
 def wait_tagged(page, version, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "release-state-tagged" in (card(page, version).get_attribute("class") or ""):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{version} was never tagged")
+    expect(card(page, version)).to_have_class(re.compile(r"\brelease-state-tagged\b"),
+                                              timeout=timeout * 1000)
 
 
 def deploy(page, version, env):
@@ -53,7 +48,7 @@ def decide(page, version, decision, comment, bugs=""):
     panel.get_by_role("button", name="Record decision").click()
 
 
-def test_the_demo_flow_in_a_browser(page_for, running_app):
+def test_the_demo_flow_in_a_browser(page_for, live_server):
     started = time.monotonic()
     engineer = page_for("engineer")
     qa = page_for("qa")
@@ -69,7 +64,7 @@ def test_the_demo_flow_in_a_browser(page_for, running_app):
     shown = deploy(engineer, "1.3.0", "qa")
     assert "1.3.0" in shown
     wait_in_column(engineer, "1.3.0", "qa")
-    deployed = (running_app["instance"] / "demo" / "deployed" / "qa").read_text().strip()
+    deployed = (live_server["instance"] / "demo" / "deployed" / "qa").read_text().strip()
     assert deployed == "v1.3.0"
 
     # Promoting to beta is refused, with the reason, before anything is posted.
@@ -84,14 +79,14 @@ def test_the_demo_flow_in_a_browser(page_for, running_app):
     assert "no-go" in card(qa, "1.3.0").inner_text()
 
     # Hotfix with the fix that waits on its branch.
-    origin = running_app["instance"] / "demo" / "origin.git"
+    origin = live_server["instance"] / "demo" / "origin.git"
     fix = subprocess.run(["git", "rev-parse", "refs/heads/fix/PAY-42-rounding"], cwd=origin, check=True,
                          capture_output=True, text=True).stdout.strip()
-    engineer.goto(running_app["url"] + "/releases/demo/1.3.0/hotfix")
+    engineer.goto(live_server["url"] + "/releases/demo/1.3.0/hotfix")
     engineer.locator("input[name=extra]").fill(fix)
     engineer.get_by_role("button", name="Start hotfix").click()
     engineer.wait_for_url("**/releases/demo/1.3.1**")
-    engineer.goto(running_app["url"] + "/")
+    engineer.goto(live_server["url"] + "/")
     wait_tagged(engineer, "1.3.1")
 
     # The hotfix goes to qa, gets its own go, then beta, a go there, then prod.
@@ -107,5 +102,5 @@ def test_the_demo_flow_in_a_browser(page_for, running_app):
     release.reload()
     deploy(release, "1.3.1", "prod")
     wait_in_column(release, "1.3.1", "prod")
-    assert (running_app["instance"] / "demo" / "deployed" / "prod").read_text().strip() == "v1.3.1"
+    assert (live_server["instance"] / "demo" / "deployed" / "prod").read_text().strip() == "v1.3.1"
     print(f"\ndemo flow in Chromium: {time.monotonic() - started:.1f} s")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 
-def test_qa_signs_in_and_sees_the_demo_board(page_for, running_app):
+# Both tests share one module-scoped live server: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("browser-first-look")
+
+
+def test_qa_signs_in_and_sees_the_demo_board(page_for, live_server):
     page = page_for("qa")
     assert "Demo shop" in page.inner_text("h1")
     columns = [c.lower() for c in page.locator(".column h2 span:first-child").all_inner_texts()]
@@ -16,10 +21,10 @@ def test_qa_signs_in_and_sees_the_demo_board(page_for, running_app):
     assert re.search(r"qa · qa", page.inner_text("#whoami"))
 
 
-def test_a_wrong_password_is_a_clear_sentence(browser, running_app):
+def test_a_wrong_password_is_a_clear_sentence(browser, live_server):
     context = browser.new_context()
     page = context.new_page()
-    page.goto(running_app["url"] + "/login")
+    page.goto(live_server["url"] + "/login")
     page.fill("input[name=username]", "qa")
     page.fill("input[name=password]", "nope")
     page.click("button[type=submit]")

@@ -145,17 +145,8 @@ def command_driver(root: Path, **env: str) -> dict[str, Any]:
             "cwd": str(root), "timeout": 120, "env": dict(env)}
 
 
-@pytest.fixture(autouse=True)
-def _stream_blueprint(app: Any) -> None:
-    # The lead registers the stream blueprint in relapp.blueprints; until then, tests do.
-    from relapp.blueprints import stream
-
-    if "stream" not in app.blueprints:
-        app.register_blueprint(stream.bp)
-
-
 @pytest.fixture
-def shop(app: Any, tmp_path: Path) -> Shop:
+def shop(app_ctx: Any, tmp_path: Path) -> Shop:
     """Project `shop`: qa (command driver) → beta (needs qa's go) → prod (needs beta's go,
     release/admin only, separation of duties); seven people with tokens."""
     root = tmp_path / "deploy-root"
@@ -181,4 +172,9 @@ def shop(app: Any, tmp_path: Path) -> Shop:
         users[name] = create_user(name, "pass", role)
         tokens[name] = create_token(name)[1]
     db.session.refresh(project)
-    return Shop(project=project, users=users, tokens=tokens, root=root, client=app.test_client())
+    return Shop(project=project, users=users, tokens=tokens, root=root, client=app_ctx.test_client())
+
+
+@pytest.fixture(autouse=True)
+def _service_context(service_context: Any) -> None:
+    """Service-level tests call services directly: each test that uses the app runs in its context."""

@@ -3,29 +3,17 @@ loaded, users with tokens, and helpers to run jobs through a real RQ worker."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rq import SimpleWorker
 
 from relapp import demo
-from relapp.extensions import get_queue
 from relapp.services.accounts import create_token, create_user
 from relapp.services.projects import sync_settings
 from relapp.settings import parse
-
-
-def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    """Run git for test set-up and inspection (the app itself only runs git through gitops)."""
-    import os
-
-    full_env = dict(os.environ, GIT_AUTHOR_NAME="Test", GIT_AUTHOR_EMAIL="t@example.com",
-                    GIT_COMMITTER_NAME="Test", GIT_COMMITTER_EMAIL="t@example.com", **(env or {}))
-    return subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+from tests.conftest import git, work_queue  # noqa: F401 - re-exported for the folder's tests
 
 
 @dataclass
@@ -61,7 +49,9 @@ class Demo:
 
 
 @pytest.fixture
-def demo_project(app: Any, tmp_path: Path) -> Demo:
+def demo_project(app_ctx: Any, tmp_path: Path) -> Demo:
+    """The generated demo history on a bare remote, its configuration synced, five users with
+    tokens (password 'pass') and a working clone."""
     folder = tmp_path / "demo"
     config = demo.build(folder)
     sync_settings(parse(config.read_text(), base_dir=folder))
@@ -74,11 +64,6 @@ def demo_project(app: Any, tmp_path: Path) -> Demo:
     return Demo(folder=folder, origin=folder / "origin.git", work=work, tokens=tokens)
 
 
-def work_queue() -> None:
-    """Run every queued job through a real RQ worker (in this process, so no fork)."""
-    from relapp.extensions import db
-
-    db.session.rollback()  # the test's own read snapshot must not hide what the jobs write
-    queue = get_queue()
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
-    db.session.rollback()
+@pytest.fixture(autouse=True)
+def _service_context(service_context: Any) -> None:
+    """Service-level tests call services directly: each test that uses the app runs in its context."""

@@ -13,7 +13,7 @@ from relapp.extensions import db
 from relapp.models import Decision, Deployment, Job, Release, User
 from relapp.services import releases as svc
 from relapp.services.projects import get_project
-from tests.conftest import login
+from tests.conftest import signed_in  # noqa: F401 - re-exported for the folder's tests
 from tests.engine.conftest import Demo, demo_project, work_queue  # noqa: F401
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "<div hx-get=/x hx-trigger=load>")
@@ -30,13 +30,6 @@ def counts() -> dict[str, int]:
             for model in (Release, Job, Deployment, Decision)}
 
 
-def signed_in(app: Any, name: str) -> Any:
-    """A test client signed in as `name` through the real form."""
-    client = app.test_client()
-    assert login(client, name).status_code == 302
-    return client
-
-
 def token(client: Any, path: str = "/") -> str:
     """The CSRF token of a page the client sees."""
     page = client.get(path).get_data(as_text=True)
@@ -51,18 +44,6 @@ def column_of(html: str, version: str) -> str | None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def _fresh_request_globals(app: Any) -> None:
-    """Test requests share the fixture's app context (and its `g`); in production each request
-    has its own. Drop Flask-WTF's cached token so each client sees its own session's token."""
-    from flask import g
-
-    def forget() -> None:
-        g.pop("csrf_token", None)
-
-    app.before_request_funcs.setdefault(None, []).insert(0, forget)
-
-
 @pytest.fixture
 def released(app: Any, demo_project: Demo) -> Demo:  # noqa: F811
     """Demo with 0.9.0–1.2.0 adopted and 1.3.0 cut by erin and tagged (the demo's command
@@ -73,3 +54,8 @@ def released(app: Any, demo_project: Demo) -> Demo:  # noqa: F811
     work_queue()
     assert svc.get_release(project, "1.3.0").state == "tagged"
     return demo_project
+
+
+@pytest.fixture(autouse=True)
+def _service_context(service_context: Any) -> None:
+    """Service-level tests call services directly: each test that uses the app runs in its context."""

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import g
 from sqlalchemy import select
 
 from relapp.extensions import db
 from relapp.models import Decision, Deployment, Project, Release, User
-from tests.conftest import login
+from tests.conftest import signed_in  # noqa: F401 - re-exported for the folder's tests
 from tests.engine.conftest import Demo, demo_project, git  # noqa: F401
 
 # A Wednesday, so the week buckets in the tests are known.
@@ -27,17 +26,6 @@ HISTORY = (
     ("1.6.0", "minor", 8, (7, 2, None)),
     ("1.7.0", "minor", 2, (1, None, None)),
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_login_per_request(app: Any) -> None:
-    # Test requests share the fixture's app context (and its g): drop Flask-Login's cached user
-    # and Flask-WTF's cached CSRF token per request, as a real request would start without them.
-    def forget() -> None:
-        g.pop("_login_user", None)
-        g.pop("csrf_token", None)
-
-    app.before_request(forget)
 
 
 @dataclass
@@ -108,9 +96,6 @@ def history(demo_project: Demo) -> History:  # noqa: F811
     return seed_history(demo_project)
 
 
-def signed_in(app: Any, username: str) -> Any:
-    """A test client signed in as one of the demo users (password 'pass')."""
-    client = app.test_client()
-    response = login(client, username)
-    assert response.status_code in (302, 303), response.get_data(as_text=True)[:300]
-    return client
+@pytest.fixture(autouse=True)
+def _service_context(service_context: Any) -> None:
+    """Service-level tests call services directly: each test that uses the app runs in its context."""
