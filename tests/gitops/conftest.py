@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from relapp.gitops import Workspace
+from relapp.gitops import Workspace, fast_import, init_bare
 
 WEIRD_MESSAGE = (
     "fix: ünïcödé ☃ and \x1erecord\x1funit separators\n"
@@ -68,6 +69,61 @@ def commit(
         env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp, "GIT_AUTHOR_NAME": author},
     )
     return git(work, "rev-parse", "HEAD").strip()
+
+
+def fast_import_commit(
+    branch: str,
+    mark: int,
+    author: bytes,
+    when: int,
+    message: bytes,
+    *,
+    committer: bytes | None = None,
+    parents: tuple[int, ...] = (),
+    files: Mapping[bytes, bytes] | None = None,
+) -> bytes:
+    """One commit of a `git fast-import` stream, in bytes so a test can break their UTF-8.
+
+    author and committer are `Name <email>`; parents are marks, the first one `from`.
+    """
+    out = [
+        b"commit refs/heads/%s\nmark :%d\n" % (branch.encode(), mark),
+        b"author %s %d +0000\n" % (author, when),
+        b"committer %s %d +0000\n" % (committer or author, when),
+        _data(message),
+    ]
+    out += [b"%s :%d\n" % (b"merge" if i else b"from", p) for i, p in enumerate(parents)]
+    for path, content in (files or {}).items():
+        out += [b"M 100644 inline %s\n" % path, _data(content)]
+    out.append(b"\n")
+    return b"".join(out)
+
+
+def _data(raw: bytes) -> bytes:
+    return b"data %d\n%s\n" % (len(raw), raw)
+
+
+def clone_of(tmp_path: Path, *commits: bytes) -> Workspace:
+    """relapp's clone (tmp_path/clone) of a bare origin (tmp_path/o.git) holding these commits."""
+    origin = init_bare(tmp_path / "o.git")
+    fast_import(origin, b"".join(commits))
+    ws = Workspace(tmp_path / "clone", str(origin))
+    ws.ensure()
+    return ws
+
+
+# The root commit of the broken-UTF-8 histories: \xc3 and \xe2\x82 start two- and three-byte
+# characters that never finish (in the author name, the message and a path); each must become
+# one U+FFFD in its own field, never swallow the NUL after it or merge fields.
+BROKEN_UTF8_ROOT = fast_import_commit(
+    "main",
+    1,
+    b"Zo\xc3 <z@example.com>",
+    1600000000,
+    b"fix: caf\xe2\x82\n\nRefs: ABC-1\nbody \xff end\xc3",
+    committer=b"C <c@example.com>",
+    files={b"dir/\xc3\xbc\xe2.txt": b"x", b"plain.txt": b"y"},
+)
 
 
 @dataclass

@@ -4,45 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relapp import gitops
-from relapp.gitops import Workspace
-
-
-def _data(raw: bytes) -> bytes:
-    return b"data %d\n%s\n" % (len(raw), raw)
+from .conftest import BROKEN_UTF8_ROOT, clone_of, fast_import_commit
 
 
 def test_broken_utf8_at_field_edges_is_replaced_within_each_field(tmp_path: Path) -> None:
     """Truncated multi-byte sequences end the author name, the message and a path."""
-    origin = gitops.init_bare(tmp_path / "o.git")
-    # \xc3 and \xe2\x82 start two- and three-byte characters that never finish: each must
-    # become one U+FFFD in its own field, never swallow the NUL after it or merge fields.
-    author = b"Zo\xc3 <z@example.com> 1600000000 +0000\n"
-    stream = b"".join(
-        [
-            b"commit refs/heads/main\nmark :1\nauthor " + author,
-            b"committer C <c@example.com> 1600000000 +0000\n",
-            _data(b"fix: caf\xe2\x82\n\nRefs: ABC-1\nbody \xff end\xc3"),
-            b"M 100644 inline dir/\xc3\xbc\xe2.txt\n",
-            _data(b"x"),
-            b"M 100644 inline plain.txt\n",
-            _data(b"y"),
-            b"\n",
-            b"commit refs/heads/side\nmark :2\nauthor A <a@example.com> 1600000100 +0000\n",
-            b"committer A <a@example.com> 1600000100 +0000\n",
-            _data(b"feat: side \xf0\x9f\x98\x80"),
-            b"from :1\nM 100644 inline side.txt\n",
-            _data(b"s"),
-            b"\n",
-            b"commit refs/heads/main\nmark :3\nauthor M <m@example.com> 1600000200 +0000\n",
-            b"committer M <m@example.com> 1600000200 +0000\n",
-            _data(b"Merge branch 'side'"),
-            b"from :1\nmerge :2\n\n",
-        ]
+    ws = clone_of(
+        tmp_path,
+        BROKEN_UTF8_ROOT,
+        fast_import_commit(
+            "side",
+            2,
+            b"A <a@example.com>",
+            1600000100,
+            b"feat: side \xf0\x9f\x98\x80",
+            parents=(1,),
+            files={b"side.txt": b"s"},
+        ),
+        fast_import_commit(
+            "main", 3, b"M <m@example.com>", 1600000200, b"Merge branch 'side'", parents=(1, 2)
+        ),
     )
-    gitops.fast_import(origin, stream)
-    ws = Workspace(tmp_path / "clone", str(origin))
-    ws.ensure()
     head = ws.resolve("main")
 
     merge, side, first = ws.commits(head)

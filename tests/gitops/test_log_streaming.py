@@ -1,8 +1,8 @@
-"""Workspace._log streams git's output: records cut at any chunk boundary decode as a whole would.
+"""Workspace.commits streams git's output: records cut at any chunk boundary decode as a whole would.
 
-The oracle is the parser `_log` had before streaming (decode the whole output once, then split),
+The oracle is the parser `Workspace._log` had before streaming (decode the whole output once, then split),
 kept here verbatim; the streaming parser must agree with it for every way the pipe can cut the
-output, and the streamed git process must keep `_run`'s call counting, errors and timeouts.
+output, and the streamed git process must keep `run`'s call counting, errors and timeouts.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pytest
 from relapp import gitops
 from relapp.domain.gitdata import RawCommit
 from relapp.gitops import GitError, Workspace
+from relapp.gitops.logformat import LOG_OPTIONS, LogRecords, log_format
 
-from .conftest import WEIRD_MESSAGE, Repo
+from .conftest import BROKEN_UTF8_ROOT, WEIRD_MESSAGE, Repo, clone_of, fast_import_commit
 
 TOKEN = "0123456789abcdef01234567"
-FORMAT = f"%x00S{TOKEN}%x00%H%x00%P%x00%aN%x00%aE%x00%at%x00%B%x00E{TOKEN}"
 
 
 def _reference_parse(output: bytes, token: str = TOKEN) -> list[RawCommit]:
@@ -52,59 +52,45 @@ def _reference_parse(output: bytes, token: str = TOKEN) -> list[RawCommit]:
 
 
 def _streamed(pieces: list[bytes], token: str = TOKEN) -> list[RawCommit]:
-    records = gitops._LogRecords(token)
+    records = LogRecords(token)
     for piece in pieces:
         records.feed(piece)
     return records.close()
-
-
-def _data(raw: bytes) -> bytes:
-    return b"data %d\n%s\n" % (len(raw), raw)
 
 
 @pytest.fixture
 def raw_log(tmp_path: Path) -> tuple[Path, bytes]:
     """A clone whose history has broken and multi-byte UTF-8, a merge, a root and empty lines,
     and the exact bytes `_log`'s git log prints for it (with a fixed token)."""
-    origin = gitops.init_bare(tmp_path / "o.git")
-    stream = b"".join(
-        [
-            b"commit refs/heads/main\nmark :1\nauthor Zo\xc3 <z@example.com> 1600000000 +0000\n",
-            b"committer C <c@example.com> 1600000000 +0000\n",
-            _data(b"fix: caf\xe2\x82\n\nRefs: ABC-1\nbody \xff end\xc3"),
-            b"M 100644 inline dir/\xc3\xbc\xe2.txt\n",
-            _data(b"x"),
-            b"M 100644 inline plain.txt\n",
-            _data(b"y"),
-            b"\n",
-            b"commit refs/heads/side\nmark :2\nauthor A\xe2\x98\x83 <a@example.com> 1600000100 +0000\n",
-            b"committer A <a@example.com> 1600000100 +0000\n",
-            _data(b"feat: side \xf0\x9f\x98\x80\n\n\n"),
-            b"from :1\nM 100644 inline side/\xf0\x9f\x98\x80.txt\n",
-            _data(b"s"),
-            b"\n",
-            b"commit refs/heads/main\nmark :3\nauthor M <m@example.com> 1600000200 +0000\n",
-            b"committer M <m@example.com> 1600000200 +0000\n",
-            _data(b"Merge branch 'side'"),
-            b"from :1\nmerge :2\n\n",
-            b"commit refs/heads/main\nmark :4\nauthor W <w@example.com> 1600000300 +0000\n",
-            b"committer W <w@example.com> 1600000300 +0000\n",
-            _data(WEIRD_MESSAGE.encode()),
-            b"from :3\nM 100644 inline a\n",
-            _data(b"a"),
-            b"M 100644 inline b\n",
-            _data(b"b"),
-            b"\n",
-        ]
+    ws = clone_of(
+        tmp_path,
+        BROKEN_UTF8_ROOT,
+        fast_import_commit(
+            "side",
+            2,
+            b"A\xe2\x98\x83 <a@example.com>",
+            1600000100,
+            b"feat: side \xf0\x9f\x98\x80\n\n\n",
+            committer=b"A <a@example.com>",
+            parents=(1,),
+            files={b"side/\xf0\x9f\x98\x80.txt": b"s"},
+        ),
+        fast_import_commit(
+            "main", 3, b"M <m@example.com>", 1600000200, b"Merge branch 'side'", parents=(1, 2)
+        ),
+        fast_import_commit(
+            "main",
+            4,
+            b"W <w@example.com>",
+            1600000300,
+            WEIRD_MESSAGE.encode(),
+            parents=(3,),
+            files={b"a": b"a", b"b": b"b"},
+        ),
     )
-    gitops.fast_import(origin, stream)
-    ws = Workspace(tmp_path / "clone", str(origin))
-    ws.ensure()
     head = ws.resolve("main")
-    args = [
-        "log", "-z", "--topo-order", "--no-renames", "--name-only", "--no-ext-diff",
-        "--no-textconv", f"--format={FORMAT}", "--end-of-options", head, "--",
-    ]  # fmt: skip
+    fmt = log_format(TOKEN)
+    args = ["log", *LOG_OPTIONS, "--topo-order", f"--format={fmt}", "--end-of-options", head, "--"]
     # The same argv `_log` runs, by plain subprocess, so the oracle sees git's own bytes.
     raw = subprocess.run(["git", *args], cwd=ws.path, capture_output=True, check=True).stdout
     return ws.path, raw
@@ -151,7 +137,7 @@ def test_streamed_commits_match_the_reference_on_a_real_clone(
 def _called_back(pieces: list[bytes], token: str = TOKEN) -> tuple[list[RawCommit], list[int]]:
     """The records on_commit saw, and how many it had seen after each feed (before close)."""
     seen: list[RawCommit] = []
-    records = gitops._LogRecords(token, seen.append)
+    records = LogRecords(token, seen.append)
     after_feed = []
     for piece in pieces:
         records.feed(piece)
@@ -219,7 +205,7 @@ def test_no_output_is_no_commits() -> None:
     ],
 )
 def test_malformed_output_raises_after_the_run(pieces: list[bytes], message: str) -> None:
-    records = gitops._LogRecords(TOKEN)
+    records = LogRecords(TOKEN)
     for piece in pieces:
         records.feed(piece)  # never raises mid-stream: git's own failure is reported first
     with pytest.raises(GitError, match=message):

@@ -1,0 +1,695 @@
+"""relapp's clone of a project's remote: fetch, read tags and commits, tag, push, cherry-pick."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets as _secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import filelock
+
+from relapp.domain.gitdata import RawCommit, TagRef
+
+from .errors import (
+    CherryPickConflict,
+    CherryPickEmpty,
+    GitError,
+    PushRejected,
+    TagConflict,
+    UnsafeName,
+    WorkspaceBusy,
+)
+from .logformat import LOG_OPTIONS, LogRecords, log_format
+from .masking import mask, redact_url, url_secrets
+from .names import (
+    check_full_ref,
+    check_ident,
+    check_ref_syntax,
+    check_refspec,
+    is_sha,
+    looks_like_sha,
+    require_sha,
+    validate_ref_name,
+    validate_remote_url,
+    validate_revision,
+)
+from .process import DEFAULT_TIMEOUT, decode, failure_message, run, run_streaming
+
+log = logging.getLogger(__name__)
+
+
+def init_bare(path: Path) -> Path:
+    """Create an empty bare repository at path (initial branch main)."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run(["init", "--quiet", "--bare", "--initial-branch=main", "--", str(path)])
+    return path
+
+
+def fast_import(repo_path: Path, stream: bytes, *, timeout: float = 600) -> None:
+    """Feed a `git fast-import` stream into the repository at repo_path (bare or not)."""
+    repo_path = Path(repo_path).absolute()
+    git_dir = repo_path / ".git" if (repo_path / ".git").is_dir() else repo_path
+    run(["fast-import", "--quiet"], git_dir=git_dir, input=stream, timeout=timeout)
+
+
+def clone_to(
+    path: Path,
+    remote: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+) -> Path:
+    """Clone remote (validated) into path with a work tree and a local relapp identity."""
+    remote = validate_remote_url(remote)
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            "-c",
+            "user.name=relapp",
+            "-c",
+            "user.email=relapp@localhost",
+            "--",
+            remote,
+            str(path),
+        ],
+        timeout=timeout,
+        env=env,
+        secrets=[*url_secrets(remote), *secrets],
+        what="cloning the project's remote",
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a fetch noticed: tags whose remote commit differs from ours (kept, not taken)."""
+
+    moved_tags: tuple[str, ...] = field(default=())
+
+
+_REJECT_LINE = re.compile(r"^\s*!\s*\[rejected\]\s+(\S+)\s+->\s+(\S+)\s+\((.*)\)\s*$")
+
+
+class Workspace:
+    """relapp's own clone of one project's remote, with a lock shared by web and worker processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        remote_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Describe the clone at path of remote_url; `env` may carry credential settings."""
+        self.path = Path(path).absolute()
+        self.remote_url = validate_remote_url(remote_url)
+        self.timeout = timeout
+        self._env = dict(env or {})
+        self._secrets = url_secrets(self.remote_url) + [v for v in self._env.values() if v]
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r}, {redact_url(self.remote_url)!r})"
+
+    @property
+    def git_dir(self) -> Path:
+        """The clone's .git directory."""
+        return self.path / ".git"
+
+    # -- plumbing
+
+    def _git(
+        self,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        what: str = "",
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        merged = {**self._env, **(env or {})}
+        return run(
+            args,
+            git_dir=self.git_dir,
+            work_tree=self.path,
+            input=input,
+            env=merged or None,
+            timeout=self.timeout if timeout is None else timeout,
+            check=check,
+            secrets=self._secrets,
+            what=what,
+        )
+
+    def _mask(self, text: str) -> str:
+        return mask(text, self._secrets)
+
+    # -- lifecycle
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 300) -> Iterator[None]:
+        """Hold the clone's file lock (shared by threads and processes) for the block."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        # A fresh FileLock each time: separate descriptors make threads exclude each other too.
+        lk = filelock.FileLock(str(self.lock_path), timeout=timeout)
+        try:
+            lk.acquire()
+        except filelock.Timeout:
+            raise WorkspaceBusy(
+                f"The clone of {redact_url(self.remote_url)} is busy with another job; "
+                "try again in a moment."
+            ) from None
+        try:
+            yield
+        finally:
+            lk.release()
+
+    def exists(self) -> bool:
+        """True when the clone is present (no git call)."""
+        return (self.git_dir / "HEAD").is_file()
+
+    def ensure(self) -> None:
+        """Clone the remote if the clone is missing; point origin at the configured URL."""
+        if self.exists():
+            self._git(
+                ["remote", "set-url", "--", "origin", self.remote_url],
+                what="updating the clone's remote",
+            )
+            return
+        if self.path.exists():
+            # A half-made clone from a crash: it is ours, start again.
+            shutil.rmtree(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Clone beside the target and rename, so a crash never leaves a half clone in place.
+        tmp = Path(tempfile.mkdtemp(prefix=self.path.name + ".tmp-", dir=self.path.parent))
+        try:
+            clone_to(
+                tmp / "c",
+                self.remote_url,
+                timeout=self.timeout,
+                env=self._env or None,
+                secrets=self._secrets,
+            )
+            os.rename(tmp / "c", self.path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def fetch(self) -> FetchResult:
+        """Fetch branches and tags from origin, pruning; tags moved on the remote are reported."""
+        proc = self._git(
+            [
+                "fetch",
+                "--prune",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+                "origin",
+                "--end-of-options",
+                "+refs/heads/*:refs/remotes/origin/*",
+                # Not forced: a tag moved on the remote is refused ("would clobber") and reported.
+                "refs/tags/*:refs/tags/*",
+            ],
+            check=False,
+            what="fetching from the project's remote",
+        )
+        err = decode(proc.stderr)
+        moved: list[str] = []
+        other_rejections: list[str] = []
+        for line in err.splitlines():
+            m = _REJECT_LINE.match(line)
+            if not m:
+                continue
+            if "clobber existing tag" in m.group(3):
+                moved.append(m.group(2))
+            else:
+                other_rejections.append(line.strip())
+        if proc.returncode != 0 and (other_rejections or not moved):
+            raise GitError(
+                failure_message("fetching from the project's remote", proc.stderr, self._secrets)
+            )
+        if moved:
+            log.warning(
+                "tags moved on remote %s and were kept at their old commit: %s",
+                redact_url(self.remote_url),
+                ", ".join(moved),
+            )
+        return FetchResult(moved_tags=tuple(sorted(moved)))
+
+    # -- reads
+
+    def resolve(self, rev: str) -> str:
+        """Resolve a user-given revision (SHA, tag or branch of origin) to a full commit SHA."""
+        rev = validate_revision(rev)
+        if looks_like_sha(rev):
+            # A hex-looking name may still be a branch or tag.
+            candidates = [rev, f"refs/remotes/origin/{rev}", f"refs/tags/{rev}"]
+        elif rev.startswith("refs/"):
+            candidates = [rev]
+        elif rev.startswith("origin/"):
+            candidates = [f"refs/remotes/{rev}", f"refs/tags/{rev}"]
+        else:
+            candidates = [f"refs/remotes/origin/{rev}", f"refs/tags/{rev}"]
+        for cand in candidates:
+            proc = self._git(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", cand + "^{commit}"],
+                check=False,
+                what="resolving a revision",
+            )
+            sha = decode(proc.stdout).strip()
+            if proc.returncode == 0 and is_sha(sha):
+                return sha
+        raise GitError(
+            f"Unknown revision {rev!r}: no commit, tag or branch of the remote has that name. "
+            "Check the spelling, or fetch if it was pushed just now."
+        )
+
+    def tags(self) -> list[TagRef]:
+        """Every tag peeled to its commit, from one `git for-each-ref` (trees and blobs dropped)."""
+        fields = (
+            "%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)"
+            " %(taggerdate:unix) %(creatordate:unix)"
+        )
+        fmt = fields.replace(" ", "%1f")
+        proc = self._git(["for-each-ref", f"--format={fmt}", "refs/tags"], what="listing tags")
+        out: list[TagRef] = []
+        nested: list[tuple[str, bool, int]] = []
+        for line in decode(proc.stdout).splitlines():
+            parts = line.split("\x1f")
+            if len(parts) != 7:
+                continue
+            ref, otype, oid, ptype, poid, tagger_date, creator_date = parts
+            name = ref.removeprefix("refs/tags/")
+            created = _int(tagger_date) or _int(creator_date)
+            if otype == "commit":
+                out.append(TagRef(name, oid, False, created))
+            elif otype == "tag" and ptype == "commit":
+                out.append(TagRef(name, poid, True, created))
+            elif otype == "tag" and ptype == "tag":
+                nested.append((name, True, created))
+            # tags of trees and blobs are not releases: dropped
+        if nested:
+            # A tag of a tag (rare): one more batch call peels them all the way.
+            query = "".join(f"refs/tags/{n}^{{commit}}\n" for n, _, _ in nested).encode()
+            proc = self._git(
+                ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                input=query,
+                what="peeling nested tags",
+            )
+            for (name, annotated, created), line in zip(
+                nested, decode(proc.stdout).splitlines(), strict=False
+            ):
+                sha, _, kind = line.partition(" ")
+                if kind == "commit" and is_sha(sha):
+                    out.append(TagRef(name, sha, annotated, created))
+        out.sort(key=lambda t: t.name)
+        return out
+
+    def tags_merged(self, sha: str) -> set[str]:
+        """Names of the tags whose commit is reachable from sha (one `for-each-ref --merged`)."""
+        sha = require_sha(sha)
+        proc = self._git(
+            ["for-each-ref", f"--merged={sha}", "--format=%(refname:lstrip=2)", "refs/tags"],
+            what="listing reachable tags",
+        )
+        return {ln for ln in decode(proc.stdout).splitlines() if ln}
+
+    def commits(
+        self,
+        include: str,
+        exclude: Sequence[str] = (),
+        on_commit: Callable[[RawCommit], None] | None = None,
+    ) -> list[RawCommit]:
+        """Commits reachable from include but from none of exclude, children first (one git log).
+
+        on_commit, when given, is called with each commit, in the same order, as soon as git
+        has written it: the caller's work overlaps git's walk instead of following it.
+        """
+        include = require_sha(include)
+        excluded = [require_sha(x) for x in exclude]
+        return self._log(["--topo-order", include, *(f"^{x}" for x in excluded)], on_commit)
+
+    def show(self, shas: Sequence[str]) -> list[RawCommit]:
+        """Exactly these commits, in the order given (one git log --no-walk)."""
+        wanted = [require_sha(x) for x in shas]
+        if not wanted:
+            return []
+        return self._log(["--no-walk=unsorted", *wanted])
+
+    def _log(
+        self, revisions: list[str], on_commit: Callable[[RawCommit], None] | None = None
+    ) -> list[RawCommit]:
+        options = [r for r in revisions if r.startswith("--")]
+        revs = [r for r in revisions if not r.startswith("--")]
+        token = _secrets.token_hex(12)
+        records = LogRecords(token, on_commit)
+        merged = {**self._env}
+        # One git process, streamed: complete records are decoded while git is still walking.
+        run_streaming(
+            [
+                "log",
+                *LOG_OPTIONS,
+                *options,
+                f"--format={log_format(token)}",
+                "--end-of-options",
+                *revs,
+                "--",
+            ],
+            records.feed,
+            git_dir=self.git_dir,
+            work_tree=self.path,
+            env=merged or None,
+            timeout=self.timeout,
+            secrets=self._secrets,
+            what="reading commits",
+        )
+        return records.close()
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when ancestor is reachable from descendant (or equal to it)."""
+        a, d = require_sha(ancestor), require_sha(descendant)
+        proc = self._git(
+            ["merge-base", "--is-ancestor", "--end-of-options", a, d],
+            check=False,
+            what="checking ancestry",
+        )
+        if proc.returncode in (0, 1):
+            return proc.returncode == 0
+        raise GitError(failure_message("checking ancestry", proc.stderr, self._secrets))
+
+    def patch_ids(self, shas: Iterable[str]) -> dict[str, str]:
+        """Stable patch id of each commit (merges and empty commits have none): two processes."""
+        wanted = [require_sha(s) for s in shas]
+        if not wanted:
+            return {}
+        diff = self._git(
+            [
+                "log",
+                "--stdin",
+                "--no-walk=unsorted",
+                "-p",
+                "--no-renames",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--format=commit %H",
+            ],
+            input="".join(s + "\n" for s in wanted).encode(),
+            what="reading patches",
+        )
+        ids = self._git(["patch-id", "--stable"], input=diff.stdout, what="computing patch ids")
+        result: dict[str, str] = {}
+        for line in decode(ids.stdout).splitlines():
+            pid, _, sha = line.partition(" ")
+            if is_sha(sha):
+                result[sha] = pid
+        return result
+
+    def cherry(self, upstream: str, head: str) -> dict[str, bool]:
+        """For commits in head but not upstream: whether an equivalent patch is in upstream."""
+        up, hd = require_sha(upstream), require_sha(head)
+        proc = self._git(
+            ["cherry", "--end-of-options", up, hd], what="comparing with the upstream line"
+        )
+        out: dict[str, bool] = {}
+        for line in decode(proc.stdout).splitlines():
+            mark, _, sha = line.partition(" ")
+            if is_sha(sha) and mark in "+-":
+                out[sha] = mark == "-"
+        return out
+
+    def remote_ref(self, ref: str) -> tuple[str, str] | None:
+        """(object, peeled commit) of one full ref on origin, from one `git ls-remote`."""
+        check_full_ref(ref)
+        proc = self._git(
+            # The peeled pattern must be asked for too, or ls-remote leaves that line out.
+            ["ls-remote", "--end-of-options", "origin", ref, ref + "^{}"],
+            what="asking the remote about a ref",
+        )
+        obj = peeled = ""
+        for line in decode(proc.stdout).splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                obj = sha
+            elif name == ref + "^{}":
+                peeled = sha
+        if not obj:
+            return None
+        return obj, peeled or obj
+
+    def _local_tag(self, name: str) -> tuple[str, str] | None:
+        """(object, peeled commit) of a local tag, or None."""
+        ref = f"refs/tags/{name}"
+        fmt = "%(refname)%1f%(objectname)%1f%(*objectname)"
+        proc = self._git(["for-each-ref", f"--format={fmt}", ref], what="reading a tag")
+        for line in decode(proc.stdout).splitlines():
+            r, obj, peeled = (line.split("\x1f") + ["", "", ""])[:3]
+            if r == ref:
+                return obj, peeled or obj
+        return None
+
+    # -- writes
+
+    def create_tag(
+        self, name: str, sha: str, message: str, tagger_name: str, tagger_email: str
+    ) -> str:
+        """Create annotated tag name at sha as the tagger (idempotent); return `refs/tags/<name>`."""
+        check_ref_syntax(name, "tag")  # every pure check first, before git runs at all
+        sha = require_sha(sha)
+        tagger_name = check_ident(tagger_name, "tagger name")
+        tagger_email = check_ident(tagger_email, "tagger email")
+        name = validate_ref_name(name, kind="tag")
+        ref = f"refs/tags/{name}"
+        remote = self.remote_ref(ref)
+        local = self._local_tag(name)
+        if remote is not None:
+            if remote[1] != sha:
+                raise TagConflict(
+                    f"Tag {name} already exists on the remote at commit {remote[1][:12]}, "
+                    f"not {sha[:12]}; it is never moved. Choose another version or settle it by hand.",
+                    tag=name,
+                    existing_sha=remote[1],
+                )
+            if local is None or local[0] != remote[0]:
+                # Ours is missing or differs only in the tag object: take the published one.
+                self._git(
+                    [
+                        "fetch",
+                        "--no-write-fetch-head",
+                        "origin",
+                        "--end-of-options",
+                        f"+{ref}:{ref}",
+                    ],
+                    what="fetching an existing tag",
+                )
+            return ref
+        if local is not None:
+            if local[1] == sha:
+                return ref
+            raise TagConflict(
+                f"Tag {name} exists in relapp's clone at commit {local[1][:12]}, not {sha[:12]}, "
+                "though not on the remote; fetch and try again.",
+                tag=name,
+                existing_sha=local[1],
+            )
+        text = message.strip() or f"Release {name}"
+        self._git(
+            [
+                "tag",
+                "--annotate",
+                "--no-sign",
+                "--cleanup=whitespace",
+                "--file=-",
+                "--end-of-options",
+                name,
+                sha,
+            ],
+            input=text.encode("utf-8") + b"\n",
+            env={
+                "GIT_COMMITTER_NAME": tagger_name,
+                "GIT_COMMITTER_EMAIL": tagger_email,
+            },
+            what=f"creating tag {name}",
+        )
+        return ref
+
+    def push(self, refspecs: Sequence[str]) -> None:
+        """Push full refspecs atomically without force; raise PushRejected unless every ref landed."""
+        if isinstance(refspecs, str):
+            raise UnsafeName("push takes a list of refspecs, not one string.")
+        pairs = [check_refspec(s) for s in refspecs]
+        if not pairs:
+            return
+        proc = self._git(
+            [
+                "push",
+                "--atomic",
+                "--porcelain",
+                "--no-verify",
+                "origin",
+                "--end-of-options",
+                *(f"{s}:{d}" for s, d in pairs),
+            ],
+            check=False,
+            what="pushing to the project's remote",
+        )
+        results: dict[str, tuple[str, str]] = {}
+        for line in decode(proc.stdout).splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and len(parts[0]) == 1:
+                flag, spec, summary = parts[0], parts[1], "\t".join(parts[2:])
+                dst = spec.rsplit(":", 1)[-1]
+                results[dst] = (flag, summary)
+        failures: list[tuple[str, str]] = []
+        for _, dst in pairs:
+            flag, summary = results.get(dst, ("?", ""))
+            if flag in (" ", "*", "="):  # fast-forward, new ref, up to date (an idempotent retry)
+                continue
+            reason = self._mask(summary) or "the remote did not confirm it"
+            if flag == "?":
+                reason = failure_message("push", proc.stderr, self._secrets)
+            failures.append((dst, reason))
+        if failures:
+            # With --atomic every ref fails; name the one that caused it, not a bystander.
+            failures.sort(key=lambda f: "atomic push fail" in f[1])
+            dst, reason = failures[0]
+            raise PushRejected(
+                f"The remote refused {dst}: {reason}. Nothing was forced; fetch and try again.",
+                ref=dst,
+                reason=reason,
+            )
+        if proc.returncode != 0:
+            raise GitError(
+                failure_message("pushing to the project's remote", proc.stderr, self._secrets)
+            )
+
+    def hotfix_branch(self, branch: str, base_sha: str) -> str:
+        """Ensure release branch exists on origin; return its head (created at base_sha if new)."""
+        check_ref_syntax(branch, "branch")
+        base_sha = require_sha(base_sha)
+        branch = validate_ref_name(branch, kind="branch")
+        ref = f"refs/heads/{branch}"
+        remote = self.remote_ref(ref)
+        if remote is not None:
+            # Make sure we hold its objects, even if it was pushed after our last fetch.
+            self._git(
+                [
+                    "fetch",
+                    "--no-write-fetch-head",
+                    "origin",
+                    "--end-of-options",
+                    f"+{ref}:refs/remotes/origin/{branch}",
+                ],
+                what=f"fetching branch {branch}",
+            )
+            return remote[1]
+        self.push([f"{base_sha}:{ref}"])
+        return base_sha
+
+    def _cherry_pick_state(self) -> bool:
+        return (self.git_dir / "CHERRY_PICK_HEAD").exists() or (self.git_dir / "sequencer").exists()
+
+    def _clean_tree(self, onto: str | None = None) -> None:
+        """Leave no cherry-pick in progress and a work tree equal to HEAD (or onto)."""
+        if self._cherry_pick_state():
+            proc = self._git(["cherry-pick", "--abort"], check=False, what="aborting a cherry-pick")
+            if proc.returncode != 0 or self._cherry_pick_state():
+                self._git(["cherry-pick", "--quit"], check=False, what="clearing a cherry-pick")
+        if onto is None:
+            self._git(["reset", "--quiet", "--hard"], what="resetting the clone")
+        else:
+            self._git(
+                ["checkout", "--quiet", "--force", "--detach", onto, "--"],
+                what="checking out the base commit",
+            )
+        self._git(["clean", "-ffdxq"], what="cleaning the clone")
+
+    def cherry_pick(
+        self,
+        onto_sha: str,
+        commits: Sequence[str],
+        *,
+        committer_name: str | None = None,
+        committer_email: str | None = None,
+    ) -> str:
+        """Cherry-pick commits (-x, in order) onto onto_sha in the work tree; return the new head."""
+        onto = require_sha(onto_sha, "base commit")
+        picks = [require_sha(c) for c in commits]
+        env: dict[str, str] = {}
+        if committer_name is not None:
+            env["GIT_COMMITTER_NAME"] = check_ident(committer_name, "committer name")
+        if committer_email is not None:
+            env["GIT_COMMITTER_EMAIL"] = check_ident(committer_email, "committer email")
+        self._clean_tree(onto)
+        if not picks:
+            return onto
+        proc = self._git(
+            ["cherry-pick", "-x", "--allow-empty-message", "--end-of-options", *picks],
+            env=env,
+            check=False,
+            what="cherry-picking",
+        )
+        if proc.returncode != 0:
+            self._raise_cherry_pick_failure(proc)
+        head = self._git(["rev-parse", "--verify", "HEAD"], what="reading the new head")
+        return decode(head.stdout).strip()
+
+    def _raise_cherry_pick_failure(self, proc: subprocess.CompletedProcess[bytes]) -> None:
+        pick_head = self.git_dir / "CHERRY_PICK_HEAD"
+        commit = pick_head.read_text().strip() if pick_head.exists() else ""
+        unmerged = self._git(
+            ["diff", "--name-only", "--diff-filter=U", "-z"], check=False, what="listing conflicts"
+        )
+        files = tuple(sorted({decode(f) for f in unmerged.stdout.split(b"\x00") if f}))
+        stderr = proc.stderr
+        try:
+            self._clean_tree()
+        finally:
+            if files:
+                raise CherryPickConflict(
+                    f"Cherry-picking {commit[:12] or 'a commit'} conflicts in "
+                    f"{', '.join(files)}; nothing was changed. Merge that fix to the release "
+                    "branch by hand, or pick the commits it depends on first.",
+                    commit=commit,
+                    files=files,
+                )
+            if commit and b"empty" in stderr:
+                raise CherryPickEmpty(
+                    f"Commit {commit[:12]} changes nothing on this line: its change is already "
+                    "there. Leave it out of the hotfix.",
+                    commit=commit,
+                )
+            raise GitError(failure_message("cherry-picking", stderr, self._secrets))
+
+    def push_branch_ff(self, branch: str, new_sha: str, expected_old: str) -> None:
+        """Push new_sha to branch on origin, fast-forward only (never forced)."""
+        check_ref_syntax(branch, "branch")
+        new = require_sha(new_sha)
+        old = require_sha(expected_old, "expected old commit")
+        branch = validate_ref_name(branch, kind="branch")
+        if not self.is_ancestor(old, new):
+            raise PushRejected(
+                f"{new[:12]} does not build on {old[:12]}, so {branch} cannot be fast-forwarded.",
+                ref=f"refs/heads/{branch}",
+                reason="not a fast-forward",
+            )
+        self.push([f"{new}:refs/heads/{branch}"])
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return 0
