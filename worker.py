@@ -8,6 +8,10 @@ outbox. It is a process of its own, not a thread and not a job in Redis:
   driver or a lock copies that lock held forever into the child, which then hangs on its first
   query (seen with psycopg). A separate process keeps the worker single-threaded.
 Several workers may reap at once: every write of the reaper is a fenced compare-and-set.
+
+The worker owns the runtime: it builds the app once and pushes its context; RQ's forked work-horse
+inherits that context and, before its job, drops the database connections it inherited
+(`relapp.jobs.own_connections`). Jobs never build the app.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import sys
 import time
 
 from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.job import Job
+
+from relapp.jobs import own_connections
 
 log = logging.getLogger("relapp.worker")
 
@@ -47,14 +55,21 @@ def maintain(parent: int) -> int:
     return 0
 
 
+class RelappWorker(Worker):
+    """RQ's forking Worker, whose work-horse takes database connections of its own first."""
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # Runs in the forked child, inside the app context that main() pushed.
+        own_connections()
+        super().main_work_horse(job, queue)
+
+
 def main() -> int:
     """Build the app, push its context, and work the queue until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = sys.argv[1:]
     if "--maintain" in args:
         return maintain(int(args[args.index("--maintain") + 1]))
-
-    from rq import Worker
 
     from relapp import create_app
     from relapp.extensions import db, get_queue, get_redis
@@ -78,7 +93,7 @@ def main() -> int:
         else:
             companion = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--maintain",
                                           str(os.getpid())])
-        worker = Worker([get_queue()], connection=connection)
+        worker = RelappWorker([get_queue()], connection=connection)
         try:
             worker.work(with_scheduler=True, burst=burst)
         finally:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import update
+
+from ..extensions import db, write_transaction
+from ..joblog import JobLog, publish
+from ..models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +33,32 @@ class JobFailed(Exception):
     """A job ends as failed with this sentence (shown to people, so no secrets, no traceback)."""
 
 
-def _app() -> Flask:
-    if has_app_context():
-        return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
-    from relapp import create_app
+def own_connections() -> None:
+    """Give this process database connections of its own (in the current app context).
 
-    return create_app()
+    A work-horse forked by RQ inherits the worker's pooled connections; two processes talking on
+    one socket corrupt both. The first call in a new process drops the inherited pool without
+    closing its connections (closing would end the parent's sessions too); later calls in the
+    same process do nothing.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.extensions.get("relapp.pid") != os.getpid():
+        db.engine.dispose(close=False)
+        app.extensions["relapp.pid"] = os.getpid()
+
+
+@contextmanager
+def job_context() -> Iterator[Flask]:
+    """A fresh app context of the running app for one job: its own session, removed at the end.
+
+    The app comes from the context the worker (or a test) pushed; jobs never build it.
+    """
+    if not has_app_context():
+        raise RuntimeError("relapp jobs run inside the app context that worker.py pushes; "
+                           "start the worker with `python worker.py`.")
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    with app.app_context():
+        yield app
 
 
 def _handler(kind: str) -> Handler:
@@ -45,16 +70,7 @@ def _handler(kind: str) -> Handler:
 
 def run(job_id: int) -> str:
     """Claim and run one job row; a second delivery of the same job does nothing."""
-    app = _app()
-    with app.app_context():
-        from relapp.extensions import db, write_transaction
-        from relapp.joblog import JobLog, publish
-        from relapp.models import Job, utcnow
-
-        # A forked work-horse must not share the parent's database connections.
-        if app.extensions.get("relapp.pid") != os.getpid():
-            db.engine.dispose(close=False)
-            app.extensions["relapp.pid"] = os.getpid()
+    with job_context():
         with write_transaction():
             claimed = db.session.execute(
                 update(Job).where(Job.id == job_id, Job.status == "queued")
@@ -85,10 +101,6 @@ def run(job_id: int) -> str:
 
 
 def _finish(job_id: int, status: str, error: str | None) -> None:
-    from relapp.extensions import db, write_transaction
-    from relapp.joblog import publish
-    from relapp.models import Job, utcnow
-
     db.session.rollback()
     with write_transaction():
         db.session.execute(update(Job).where(Job.id == job_id, Job.status == "running")

@@ -6,6 +6,7 @@ another commit fails loudly; nothing is ever forced.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from semver import Version
@@ -15,9 +16,11 @@ from .. import gitops
 from ..domain import changelog as cl
 from ..extensions import db, write_transaction
 from ..models import Job, Release, utcnow
-from ..services import audit
+from ..services import audit, train
 from ..services.releases import workspace
 from . import JobFailed
+
+logger = logging.getLogger(__name__)
 
 
 def _save(release: Release, **values: Any) -> None:
@@ -58,7 +61,31 @@ def _tag_and_push(ws: gitops.Workspace, release: Release, job: Job, log: Any) ->
 
 
 def tag_release(job: Job, log: Any) -> None:
-    """Create the annotated tag of a cut release on its commit and push it (never forced)."""
+    """Create the annotated tag of a cut release on its commit and push it (never forced); then let
+    the release train go on if this was its cut."""
+    release_id = job.payload["release_id"]
+    try:
+        _tag_release(job, log)
+    finally:
+        _carry_on_train(release_id, log)
+
+
+def _carry_on_train(release_id: int, log: Any) -> None:
+    """Whatever the tag job's outcome: a train run waiting for this tag deploys it or says why not.
+
+    The train's own trouble is the train's (recorded on its run), never this job's failure.
+    """
+    try:
+        carried = train.after_cut(release_id)
+    except Exception:
+        db.session.rollback()
+        logger.exception("the release train could not go on after tagging release %s", release_id)
+        return
+    if carried is not None:
+        log(f"release train: {carried.detail}")
+
+
+def _tag_release(job: Job, log: Any) -> None:
     release = db.session.get(Release, job.payload["release_id"])
     if release is None:
         raise JobFailed("The release of this job no longer exists.")

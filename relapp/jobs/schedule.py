@@ -1,6 +1,7 @@
 """Periodic RQ jobs: the release train's ticks and the drift checks.
 
-These are plain RQ functions, not job rows: each is scheduled on RQ's own scheduler
+These are plain RQ functions, not job rows, run in a fresh context of the worker's app (each has
+its own database session, removed when it ends): each is scheduled on RQ's own scheduler
 (`ScheduledJobRegistry`, moved to the queue by a worker started `with_scheduler=True`) under a
 deterministic job id, so several workers never double one. They take ids, re-load rows, and are
 safe to run twice: a train slot is claimed in the database, a drift check just looks again.
@@ -10,34 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import current_app
+
+from ..models import utcnow
+from ..services import drift, train
+from ..services.drift import schedule_once
+from . import job_context
 
 log = logging.getLogger(__name__)
 
 DRIFT_INTERVAL = 300
-
-
-@contextmanager
-def _context() -> Iterator[Flask]:
-    """The app context a job runs in; a forked work-horse gets database connections of its own."""
-    if has_app_context():
-        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    else:
-        from relapp import create_app
-
-        app = create_app()
-    with app.app_context():
-        from relapp.extensions import db
-
-        if app.extensions.get("relapp.pid") != os.getpid():
-            db.engine.dispose(close=False)
-            app.extensions["relapp.pid"] = os.getpid()
-        yield app
 
 
 def _drift_interval() -> int:
@@ -56,12 +42,9 @@ def next_drift_slot(now: datetime, interval: int) -> datetime:
 
 def schedule_drift_tick(now: datetime | None = None) -> str | None:
     """Put the next drift tick on RQ's scheduler (id `drift-tick-<slot epoch>`); its job id."""
-    from relapp.models import utcnow
-    from relapp.services.drift import schedule_once
-
     slot = next_drift_slot(now or utcnow(), _drift_interval())
     return schedule_once("relapp.jobs.schedule.drift_tick", (), slot,
-                     f"drift-tick-{int(slot.timestamp())}", timeout=600)
+                         f"drift-tick-{int(slot.timestamp())}", timeout=600)
 
 
 def ensure_scheduled() -> dict[str, Any]:
@@ -70,29 +53,17 @@ def ensure_scheduled() -> dict[str, Any]:
     Call it at worker start and from the worker's maintenance pass: if Redis lost its data, the
     chains of self-rescheduling jobs are rebuilt from the database within one pass.
     """
-    with _context():
-        from relapp.extensions import db
-        from relapp.services import train
-
-        try:
-            trains = train.schedule_all()
-            drift = schedule_drift_tick()
-        finally:
-            db.session.remove()
+    with job_context():
+        trains = train.schedule_all()
+        drift_job = schedule_drift_tick()
         return {"trains": {k: v.isoformat() if v else None for k, v in trains.items()},
-                "drift": drift}
+                "drift": drift_job}
 
 
 def train_tick(project_id: int, slot_iso: str) -> dict[str, Any]:
     """Run one release-train slot (once, however often it is delivered) and schedule the next."""
-    with _context():
-        from relapp.extensions import db
-        from relapp.services import train
-
-        try:
-            result = train.tick(project_id, datetime.fromisoformat(slot_iso))
-        finally:
-            db.session.remove()
+    with job_context():
+        result = train.tick(project_id, datetime.fromisoformat(slot_iso))
         log.info("train tick project=%s slot=%s: %s", project_id, slot_iso, result.detail)
         return {"outcome": result.outcome, "detail": result.detail,
                 "release_id": result.release_id, "deployment_id": result.deployment_id}
@@ -100,30 +71,21 @@ def train_tick(project_id: int, slot_iso: str) -> dict[str, Any]:
 
 def check_drift(env_id: int) -> dict[str, Any]:
     """Check one environment's version URL (scheduled a few seconds after each deploy)."""
-    with _context():
-        from relapp.extensions import db
-        from relapp.services import drift
-
+    with job_context():
         try:
             result = drift.check_environment(env_id)
         except LookupError as exc:
             return {"environment_id": env_id, "error": str(exc)}
-        finally:
-            db.session.remove()
         return {"environment_id": env_id, "drift": result.drift, "error": result.error,
                 "observed": result.observed_version, "recorded": result.recorded_version}
 
 
 def drift_tick() -> dict[str, Any]:
     """Check every environment with a version URL, then schedule the next tick."""
-    with _context():
-        from relapp.extensions import db
-        from relapp.services import drift
-
+    with job_context():
         try:
             results = drift.check_all()
         finally:
-            db.session.remove()
             # Scheduled after the checks (and even if they failed) so the chain never breaks;
             # the next boundary is strictly later than now, so this tick never re-schedules itself.
             schedule_drift_tick()

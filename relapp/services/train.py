@@ -8,13 +8,17 @@ once. Running is claimed in the database: the first thing a tick does is insert 
 `TrainRun` under its unique (project, slot) constraint, so a slot runs at most once however many
 schedulers, workers or deliveries see it. A tick that dies after its claim leaves the slot claimed
 ("running") rather than risking a second cut; the next slot runs normally.
+
+A cut goes through the same path as a person's (`releases.cut`: a job row committed, then handed
+to the queue). The tick records the run as "tagging" and ends; when the tag job ends it calls
+`after_cut`, which moves the run on (tagging → cut, or failed) with a compare-and-set and deploys
+the tagged release to the first environment. No worker waits for another.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,9 +31,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..exceptions import Conflict, ServiceError
 from ..extensions import db, write_transaction
-from ..models import Environment, Job, Project, Release, TrainRun, User, utcnow
+from ..models import Environment, Project, Release, TrainRun, User, utcnow
 from . import audit
+from .deployments import request_deploy
 from .drift import schedule_once
+from .releases import cut
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +51,9 @@ _MAX_DETAIL = 2000
 
 @dataclass(frozen=True)
 class TickResult:
-    """What one tick did: its outcome ('cut', 'skipped', 'failed', 'already-ran', 'ignored',
-    'early') and a sentence."""
+    """What one tick (or the end of its cut's tag job) did: its outcome ('tagging': the cut is
+    queued and the train goes on when its tag job ends; 'cut', 'skipped', 'failed', 'already-ran',
+    'ignored', 'early') and a sentence."""
 
     outcome: str
     detail: str
@@ -186,32 +193,9 @@ def _system_actor() -> User:
     return User(username=ACTOR, display_name="relapp release train", role="admin", active=True)
 
 
-def _wait_for_tag(release_id: int, job_id_: int) -> Release:
-    """Run the release's tag job here (the train's worker is free), or wait for the worker that
-    took it; return the release as it ended."""
-    from ..jobs import run
-    from .queue import JOB_TIMEOUT
-
-    db.session.commit()  # no read transaction of ours may hold the database while the job writes
-    run(job_id_)
-    deadline = time.monotonic() + JOB_TIMEOUT["tag_release"] + 60
-    while True:
-        db.session.rollback()
-        status = db.session.scalar(select(Job.status).where(Job.id == job_id_))
-        if status not in ("queued", "running") or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    db.session.expire_all()
-    release = db.session.get(Release, release_id)
-    assert release is not None
-    return release
-
-
 def tick(project_id: int, slot: datetime) -> TickResult:
-    """Run one slot once: claim it, cut from main, deploy to the first environment, or skip."""
-    from .deployments import request_deploy
-    from .releases import cut
-
+    """Run one slot once: claim it and queue a cut from main (its tag job carries the train on to
+    the first environment), or skip."""
     project = db.session.get(Project, project_id)
     if project is None:
         return TickResult("ignored", f"There is no project {project_id}.")
@@ -232,7 +216,7 @@ def tick(project_id: int, slot: datetime) -> TickResult:
     if not _claim(project, slot):
         return TickResult("already-ran", f"The {_local(project, slot)} train already ran.")
     try:
-        return _run(project, slot, now, cut, request_deploy)
+        return _run(project, slot, now)
     except Exception as exc:  # a claimed slot must end with a sentence, never stay "running"
         log.exception("train tick of %s at %s crashed", project.key, slot.isoformat())
         db.session.rollback()
@@ -247,7 +231,7 @@ def tick(project_id: int, slot: datetime) -> TickResult:
             schedule(project, after=max(slot, utcnow()))
 
 
-def _run(project: Project, slot: datetime, now: datetime, cut: Any, request_deploy: Any) -> TickResult:
+def _run(project: Project, slot: datetime, now: datetime) -> TickResult:
     when = _local(project, slot)
     late = (now - slot).total_seconds()
     if late > _misfire_seconds():
@@ -256,7 +240,7 @@ def _run(project: Project, slot: datetime, now: datetime, cut: Any, request_depl
         _settle(project, slot, "skipped", detail, action="train.skipped")
         return TickResult("skipped", detail)
     try:
-        release, job = cut(project, None, reason=f"release train {when}")
+        release, _job = cut(project, None, reason=f"release train {when}")
     except Conflict as exc:
         if exc.code != "refused":
             detail = f"The {when} train could not cut: {exc.detail}"
@@ -269,22 +253,74 @@ def _run(project: Project, slot: datetime, now: datetime, cut: Any, request_depl
         detail = f"The {when} train could not cut: {exc.detail}"
         _settle(project, slot, "failed", detail, action="train.failed")
         return TickResult("failed", detail)
-    release_id, version, job_row = release.id, release.version, job.id
-    _settle(project, slot, "cut", f"The {when} train cut {version}.", release_id=release_id,
-            action="train.cut", after={"version": version})
-    release = _wait_for_tag(release_id, job_row)
-    if release.state != "tagged":
-        detail = (f"The {when} train cut {version}, but tagging it did not succeed "
-                  f"({release.state}); nothing was deployed.")
+    release_id, version = release.id, release.version
+    detail = f"The {when} train cut {version}; its deploy follows once the tag is pushed."
+    _settle(project, slot, "tagging", detail, release_id=release_id, action="train.cut",
+            after={"version": version})
+    # The tag job was queued before this run named its release: if it already ended, its call
+    # to after_cut found no run waiting, so carry on here (the compare-and-set lets one win).
+    return after_cut(release_id, tag_job_ended=False) or TickResult("tagging", detail, release_id)
+
+
+def _advance(project: Project, run: TrainRun, outcome: str, detail: str, *,
+             action: str | None = None, after: dict[str, Any] | None = None) -> bool:
+    """Move a run waiting for its tag job on (compare-and-set); False when someone else did."""
+    detail = detail[:_MAX_DETAIL]
+    with write_transaction():
+        moved = db.session.execute(update(TrainRun).where(
+            TrainRun.id == run.id, TrainRun.outcome == "tagging").values(
+            outcome=outcome, detail=detail)).rowcount
+        if moved and action is not None:
+            audit.record(ACTOR, action, project_id=project.id, target=f"project:{project.key}",
+                         after={"slot": run.slot.isoformat(), "outcome": outcome, **(after or {})},
+                         detail=detail)
+    return bool(moved)
+
+
+def after_cut(release_id: int, *, tag_job_ended: bool = True) -> TickResult | None:
+    """Carry on the train run that cut this release, now that its tag job ended: deploy the tagged
+    release to the first environment, or record why nothing was deployed.
+
+    Called by the tag job when it ends (whatever the outcome) and by the tick itself; None when
+    no run waits for this release, or (`tag_job_ended=False`) when its tag job is still going.
+    """
+    db.session.rollback()  # see what the tag job committed, not an older snapshot
+    run = db.session.scalar(select(TrainRun).where(TrainRun.release_id == release_id,
+                                                   TrainRun.outcome == "tagging"))
+    release = db.session.get(Release, release_id)
+    if run is None or release is None:
+        return None
+    if release.state == "pending" and not tag_job_ended:
+        return None
+    project, slot = release.project, run.slot
+    when, version = _local(project, slot), release.version
+    try:
+        return _deploy_cut(run, project, release, when)
+    except Exception as exc:  # a run must end with a sentence, never stay "tagging"
+        log.exception("train of %s: carrying on after the cut of %s crashed", project.key, version)
+        db.session.rollback()
+        detail = (f"The {when} train cut {version}, but going on from there failed with an "
+                  f"unexpected error ({exc.__class__.__name__}); see the worker log.")
         _settle(project, slot, "failed", detail, release_id=release_id, action="train.failed",
                 after={"version": version})
         return TickResult("failed", detail, release_id)
-    project = release.project
+
+
+def _deploy_cut(run: TrainRun, project: Project, release: Release, when: str) -> TickResult | None:
+    release_id, version, slot = release.id, release.version, run.slot
+    if release.state != "tagged":
+        detail = (f"The {when} train cut {version}, but tagging it did not succeed "
+                  f"({release.state}); nothing was deployed.")
+        if not _advance(project, run, "failed", detail, action="train.failed", after={"version": version}):
+            return None
+        return TickResult("failed", detail, release_id)
     first = db.session.scalar(select(Environment).where(Environment.project_id == project.id)
                               .order_by(Environment.position).limit(1))
     if first is None:
-        return TickResult("cut", f"The {when} train cut {version}; the project has no environment "
-                                 "to deploy it to.", release_id)
+        detail = f"The {when} train cut {version}; the project has no environment to deploy it to."
+        return TickResult("cut", detail, release_id) if _advance(project, run, "cut", detail) else None
+    if not _advance(project, run, "cut", f"The {when} train cut {version}; deploying it to {first.name}."):
+        return None
     try:
         deployment = request_deploy(project, release, first.name, _system_actor())
     except ServiceError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from sqlalchemy import func, select
@@ -86,10 +87,24 @@ def test_scheduling_the_same_slot_twice_gives_one_scheduled_rq_job(app, demo_pro
 
 
 def tick(project: Project, slot: datetime) -> dict[str, Any]:
-    """Run the tick job function as a worker would (its own app context and session)."""
+    """Run the tick job function as a worker would (its own app context and session), then, when
+    it queued a cut, the tag job that carries the train on; the run as the train recorded it."""
     project_id = project.id
     db.session.rollback()  # the test's read snapshot must not hide what the tick writes
     result = jobs.train_tick(project_id, slot.isoformat())
+    if result["outcome"] == "tagging":
+        db.session.rollback()
+        # In between, the run names its release and waits for the tag job: no worker waits.
+        waiting = run_row(project, slot)
+        assert (waiting.outcome, waiting.release_id) == ("tagging", result["release_id"])
+        assert "deploy follows once the tag is pushed" in waiting.detail
+        queue = get_queue()
+        SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=1)
+        db.session.rollback()
+        run = run_row(project, slot)
+        deployment = db.session.scalar(select(Deployment.id).where(Deployment.release_id == run.release_id))
+        result = {"outcome": run.outcome, "detail": run.detail, "release_id": run.release_id,
+                  "deployment_id": deployment}
     db.session.rollback()
     return result
 
