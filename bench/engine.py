@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from semver import Version
 
@@ -53,6 +54,9 @@ from relapp.domain.versioning import (
     next_main_version,
     previous_release,
 )
+from relapp.gitops.logformat import LOG_OPTIONS, log_format
+
+_T = TypeVar("_T")
 
 RANGE = 10_000  # commits in the changelog range
 TEAMS = (
@@ -65,19 +69,10 @@ RULES = TagRules()
 BASELINE = Version(0, 1, 0)
 TARGET = 1.5
 
-# Same record layout as gitops.Workspace.commits (its token is random per call; ours is fixed
+# The record layout of gitops.Workspace.commits (its token is random per call; ours is fixed
 # at the same length so the output size is the same).
 _TOKEN = "0123456789abcdef01234567"
-LOG_FORMAT = f"%x00S{_TOKEN}%x00%H%x00%P%x00%aN%x00%aE%x00%at%x00%B%x00E{_TOKEN}"
-LOG_FLAGS = (
-    "-z",
-    "--topo-order",
-    "--no-renames",
-    "--name-only",
-    "--no-ext-diff",
-    "--no-textconv",
-    f"--format={LOG_FORMAT}",
-)
+LOG_FLAGS = (*LOG_OPTIONS, "--topo-order", f"--format={log_format(_TOKEN)}")
 # Same fields as gitops.Workspace.tags.
 REF_FORMAT = (
     "%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)"
@@ -379,60 +374,67 @@ class Row:
         return self.relapp / self.git if self.git else float("inf")
 
 
+def timed_row(
+    repo: Repo,
+    op: str,
+    relapp: Callable[[], _T],
+    pure: Callable[[], object],
+    git: Callable[[], object],
+    reps: int,
+    describe: Callable[[_T], str],
+) -> tuple[Row, _T]:
+    """Time one operation (relapp whole, its pure part, the git baseline) and count its git calls."""
+    t_rel, t_pure, t_git = medians([relapp, pure, git], reps)
+    calls = count_git(relapp)
+    result = relapp()
+    row = Row(repo.commits, repo.tags, op, t_rel, t_pure, t_git, calls, describe(result))
+    return row, result
+
+
 def measure(repo: Repo, reps: int) -> tuple[list[Row], Inventory]:
     """Time the three operations on one repository, relapp and git side by side."""
-    rows: list[Row] = []
     ws = repo.ws
     tags = ws.tags()
-    t_rel, t_pure, t_git = medians(
-        [
-            lambda: relapp_inventory(repo),
-            lambda: inventory(tags, RULES),
-            lambda: git_inventory(repo),
-        ],
+    inventory_row, inv = timed_row(
+        repo,
+        "inventory",
+        lambda: relapp_inventory(repo),
+        lambda: inventory(tags, RULES),
+        lambda: git_inventory(repo),
         reps,
+        lambda inv: (
+            f"{len(inv.classified):,} tags: {len(inv.recognised):,} recognised, "
+            f"{len(inv.unknown)} unknown, {len(inv.conflicts)} conflicts"
+        ),
     )
-    calls = count_git(lambda: relapp_inventory(repo))
-    inv = relapp_inventory(repo)
-    detail = (
-        f"{len(inv.classified):,} tags: {len(inv.recognised):,} recognised, "
-        f"{len(inv.unknown)} unknown, {len(inv.conflicts)} conflicts"
-    )
-    rows.append(Row(repo.commits, repo.tags, "inventory", t_rel, t_pure, t_git, calls, detail))
 
     names = ws.tags_merged(repo.head)
     prev_sha = _previous_sha(inv, inv.versions_of(names))
     since = ws.commits(repo.head, [prev_sha])
-    t_rel, t_pure, t_git = medians(
-        [
-            lambda: relapp_next(repo, inv),
-            lambda: pure_next(inv, names, since),
-            lambda: git_next(repo, prev_sha),
-        ],
+    next_row, _ = timed_row(
+        repo,
+        "next version",
+        lambda: relapp_next(repo, inv),
+        lambda: pure_next(inv, names, since),
+        lambda: git_next(repo, prev_sha),
         reps,
+        lambda nxt: f"{nxt.previous} -> {nxt.version} ({nxt.bump}), {len(since)} commits since",
     )
-    calls = count_git(lambda: relapp_next(repo, inv))
-    nxt = relapp_next(repo, inv)
-    detail = f"{nxt.previous} -> {nxt.version} ({nxt.bump}), {len(since)} commits since"
-    rows.append(Row(repo.commits, repo.tags, "next version", t_rel, t_pure, t_git, calls, detail))
 
     commits = ws.commits(repo.range_to, [repo.range_from])
-    t_rel, t_pure, t_git = medians(
-        [
-            lambda: relapp_changelog(repo),
-            lambda: build_changelog(commits, TEAMS, ISSUE_PATTERN),
-            lambda: git_changelog(repo),
-        ],
+    changelog_row, _ = timed_row(
+        repo,
+        "changelog",
+        lambda: relapp_changelog(repo),
+        lambda: build_changelog(commits, TEAMS, ISSUE_PATTERN),
+        lambda: git_changelog(repo),
         reps,
+        lambda log: (
+            f"{repo.range_commits:,} commits: {len(log.entries):,} entries, "
+            f"{log.merge_count} merges, {len(log.by_team)} teams"
+        ),
     )
-    calls = count_git(lambda: relapp_changelog(repo))
-    log = relapp_changelog(repo)
-    detail = (
-        f"{repo.range_commits:,} commits: {len(log.entries):,} entries, {log.merge_count} merges, "
-        f"{len(log.by_team)} teams"
-    )
-    rows.append(Row(repo.commits, repo.tags, "changelog", t_rel, t_pure, t_git, calls, detail))
-    return rows, inv
+    return [inventory_row, next_row, changelog_row], inv
 
 
 def profile(repo: Repo, inv: Inventory, top: int) -> str:
