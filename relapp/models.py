@@ -20,9 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .domain.pipeline import Role
 from .extensions import db
 
-ROLES = ("viewer", "qa", "engineer", "release", "admin")
+ROLES = tuple(role.value for role in Role)  # lowest first; the one list is the domain's Role
 ACTIVE_DEPLOY_STATES = ("queued", "running")
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ROLES = ("viewer", "qa", "engineer", "release", "admin")
+from .domain.pipeline import Role
+
+ROLES = tuple(role.value for role in Role)  # lowest first; the one list is the domain's Role
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DRIVER_KINDS = ("command", "webhook", "manual")
 

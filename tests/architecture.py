@@ -44,9 +44,9 @@ LAYERS: dict[str, str] = {
 
 ALLOWED: dict[str, set[str]] = {
     "domain": {"domain"},
-    "base": {"base"},
-    "runtime": {"base", "runtime", "models"},
-    "models": {"base", "runtime", "models"},
+    "base": {"domain", "base"},
+    "runtime": {"domain", "base", "runtime", "models"},
+    "models": {"domain", "base", "runtime", "models"},
     "gitops": {"domain", "base", "gitops"},
     "drivers": {"domain", "base", "drivers"},
     "services": {"domain", "base", "runtime", "models", "gitops", "drivers", "services"},
