@@ -99,15 +99,15 @@ def adopt_command(project: str, record: bool) -> None:
         created = releases.adopt_into_db(project) if record else []
     except (ServiceError, OperationalError) as exc:
         raise _fail(exc) from None
-    click.echo(f"Recognised ({len(report.recognised)}):")
-    for item in report.recognised:
-        click.echo(f"  {item['tag']:<24} {item['version']:<14} {item['commit'][:10]}  ({item['rule']})")
-    click.echo(f"Ignored ({len(report.ignored)}):")
-    for item in report.ignored:
-        click.echo(f"  {item['tag']:<24} {item['reason']}")
-    click.echo(f"Not recognised ({len(report.unknown)}):")
-    for item in report.unknown:
-        click.echo(f"  {item['tag']:<24} {item['reason']}")
+    sections = (
+        ("Recognised", report.recognised, "  {tag:<24} {version:<14} {short}  ({rule})"),
+        ("Ignored", report.ignored, "  {tag:<24} {reason}"),
+        ("Not recognised", report.unknown, "  {tag:<24} {reason}"),
+    )
+    for title, items, line in sections:
+        click.echo(f"{title} ({len(items)}):")
+        for item in items:
+            click.echo(line.format(**item, short=str(item.get("commit", ""))[:10]))
     click.echo(f"Conflicts ({len(report.conflicts)}):")
     for item in report.conflicts:
         click.echo(f"  {item['version']}: {', '.join(item['tags'])} on different commits — settle by hand")
