@@ -9,7 +9,7 @@ from enum import Enum, StrEnum
 
 from semver import Version
 
-from relapp.domain.changelog import effective_commits, parse_message
+from relapp.domain.commits import effective_commits, parse_message
 from relapp.domain.gitdata import RawCommit, TagRef
 
 # Strict semver (semver.org's recommended regex) without anchors, so a template can wrap it.

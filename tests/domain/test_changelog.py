@@ -8,17 +8,19 @@ import pytest
 
 from relapp.domain.changelog import (
     Changelog,
-    FixPresence,
     Section,
     Team,
     build_changelog,
+    teams_for,
+    to_json,
+    to_markdown,
+)
+from relapp.domain.commits import (
+    FixPresence,
     effective_commits,
     fix_on_main,
     issue_keys,
     parse_message,
-    teams_for,
-    to_json,
-    to_markdown,
 )
 from relapp.domain.gitdata import RawCommit
 
