@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, request
 from flask_login import current_user
-from sqlalchemy import select
 
-from .extensions import db, login_manager
-from .models import ROLES, ApiToken, User, utcnow
-from .security import token_hash
+from .domain.pipeline import Role
+from .extensions import login_manager
+from .services import accounts
+
+if TYPE_CHECKING:
+    from .models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+ROLE_RANK = {role.value: rank for rank, role in enumerate(Role)}  # Role lists the lowest first
 
 
 def has_role(user: Any, minimum: str) -> bool:
@@ -29,19 +31,7 @@ def user_from_token(header: str | None) -> User | None:
     """The active user owning a valid, unrevoked, unexpired bearer token, or None."""
     if not header or not header.startswith("Bearer "):
         return None
-    token = header[len("Bearer "):].strip()
-    if not token or len(token) > 200:
-        return None
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        return None
-    if not row.user.active or (row.user.is_demo and not current_app.config["RELAPP_DEMO"]):
-        return None
-    row.last_used_at = utcnow()
-    db.session.commit()
-    return row.user
+    return accounts.token_user(header[len("Bearer "):].strip())
 
 
 def role_required(minimum: str) -> Callable[[F], F]:
@@ -70,14 +60,7 @@ def init_app(app: Flask) -> None:
         # is never an API credential.
         if request.path.startswith("/api/"):
             return None
-        try:
-            user = db.session.get(User, int(user_id))
-        except ValueError:
-            return None
-        if user is None or not user.active:
-            return None
-        # Demo users exist only in demo mode.
-        return None if user.is_demo and not current_app.config["RELAPP_DEMO"] else user
+        return accounts.session_user(user_id)
 
     @login_manager.request_loader
     def load_from_request(req: Any) -> User | None:

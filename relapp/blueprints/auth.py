@@ -7,10 +7,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 
-from ..extensions import db, get_passwords, limiter
-from ..models import User
+from ..extensions import limiter
+from ..services.accounts import authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -40,9 +39,8 @@ def login() -> Any:
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
-        user = db.session.scalar(select(User).where(User.username == username)) if username else None
-        if (get_passwords().verify(user.password_hash if user else None, password) and user and user.active
-                and (not user.is_demo or current_app.config["RELAPP_DEMO"])):
+        user = authenticate(username, password)
+        if user is not None:
             login_user(user, remember=bool(request.form.get("remember")))
             return redirect(_safe_next(request.args.get("next")))
         flash("Wrong username or password.", "error")

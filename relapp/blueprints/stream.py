@@ -16,13 +16,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from flask_login import current_user
 from redis.exceptions import RedisError
-from sqlalchemy import select
 
 from ..errors import problem
-from ..exceptions import NotFound, ServiceError
-from ..extensions import db, get_redis, login_manager
-from ..joblog import lines, sse, stream_key
-from ..models import Job
+from ..exceptions import ServiceError
+from ..extensions import get_redis, login_manager
+from ..joblog import sse, stream_key
+from ..services.jobs_read import ensure_job, job_status, log_after
 
 bp = Blueprint("stream", __name__)
 
@@ -41,19 +40,6 @@ def _after() -> int:
                            code="invalid_field") from None
 
 
-def _status(job_id: int) -> tuple[str, str | None]:
-    row = db.session.execute(select(Job.status, Job.error).where(Job.id == job_id)).one()
-    # Never keep a transaction open while streaming: on SQLite it would hold the write lock.
-    db.session.rollback()
-    return row.status, row.error
-
-
-def _replay(job_id: int, after: int) -> list[Any]:
-    found = lines(job_id, after)
-    db.session.rollback()
-    return found
-
-
 def _line_event(seq: int, at: str, line: str) -> str:
     return sse("line", {"seq": seq, "at": at, "line": line}, seq)
 
@@ -61,7 +47,7 @@ def _line_event(seq: int, at: str, line: str) -> str:
 def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
     """The event stream of one job, starting after log line `after`."""
     deadline = time.monotonic() + max_seconds
-    status, error = _status(job_id)
+    status, error = job_status(job_id)
     yield f"retry: {RETRY_MS}\n\n"
     yield sse("ping", {"job": job_id, "status": status})
 
@@ -78,10 +64,10 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
         redis = None
 
     seq = after
-    for row in _replay(job_id, seq):
+    for row in log_after(job_id, seq):
         seq = row.seq
         yield _line_event(row.seq, row.at.isoformat(), row.line)
-    status, error = _status(job_id)
+    status, error = job_status(job_id)
     yield sse("status", {"status": status, "error": error})
     last_status = status
     quiet_since = time.monotonic()
@@ -102,7 +88,7 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
                         continue
                     if int(event["seq"]) > seq + 1:
                         # A line never reached Redis: fill the gap from the record.
-                        for row in _replay(job_id, seq):
+                        for row in log_after(job_id, seq):
                             seq = row.seq
                             yield _line_event(row.seq, row.at.isoformat(), row.line)
                     else:
@@ -111,13 +97,13 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
                     sent = True
         else:
             time.sleep(BLOCK_MS / 1000)
-            for row in _replay(job_id, seq):
+            for row in log_after(job_id, seq):
                 seq = row.seq
                 yield _line_event(row.seq, row.at.isoformat(), row.line)
                 sent = True
         # The database is the record: the status always comes from it, so a status event lost
         # with Redis (or published by a process that could not reach it) still ends the stream.
-        status, error = _status(job_id)
+        status, error = job_status(job_id)
         if status != last_status:
             yield sse("status", {"status": status, "error": error})
             last_status = status
@@ -130,18 +116,15 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
 
     if status in FINISHED:
         # Lines written just before the end may not have come through Redis yet.
-        for row in _replay(job_id, seq):
+        for row in log_after(job_id, seq):
             seq = row.seq
             yield _line_event(row.seq, row.at.isoformat(), row.line)
         yield sse("done", {"status": status, "error": error, "last": seq}, seq)
 
 
 def _stream(job_id: int) -> Response:
-    job = db.session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"There is no job {job_id}.")
+    ensure_job(job_id)
     after = _after()
-    db.session.rollback()
     max_seconds = float(current_app.config.get("RELAPP_SSE_MAX_SECONDS") or 300)
     response = Response(stream_with_context(events(job_id, after, max_seconds=max_seconds)),
                         mimetype="text/event-stream")

@@ -9,14 +9,14 @@ from flask_login import current_user, login_required
 
 from ..auth import has_role
 from ..exceptions import ServiceError
-from ..services import accounts, reports
+from ..services import accounts
 
 bp = Blueprint("users", __name__)
 
 
 def _page(new_token: str | None = None, new_name: str | None = None) -> Any:
-    users = reports.all_users() if has_role(current_user, "admin") else []
-    html = render_template("users/me.html", tokens=reports.tokens_of(current_user), users=users,
+    users = accounts.all_users() if has_role(current_user, "admin") else []
+    html = render_template("users/me.html", tokens=accounts.tokens_of(current_user), users=users,
                            new_token=new_token, new_name=new_name)
     # The page may carry a fresh token: keep it out of every cache.
     return html, 200, {"Cache-Control": "no-store"}

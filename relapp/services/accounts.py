@@ -1,14 +1,68 @@
-"""Users and API tokens."""
+"""Users and API tokens: who may sign in (by password, session or API token), and the tokens a
+user makes and revokes."""
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import select
 
 from ..exceptions import NotFound, ServiceError
 from ..extensions import db, get_passwords
-from ..models import ROLES, ApiToken, User
+from ..models import ROLES, ApiToken, User, utcnow
 from ..security import new_token, token_hash
 from . import audit
+
+
+def may_sign_in(user: User | None) -> bool:
+    """True for an active user; demo users exist only in demo mode."""
+    return bool(user is not None and user.active
+                and (not user.is_demo or current_app.config["RELAPP_DEMO"]))
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The user with this username and password, if they may sign in; else None, with the same
+    password-hashing effort whether the name or the password was wrong."""
+    user = db.session.scalar(select(User).where(User.username == username)) if username else None
+    if get_passwords().verify(user.password_hash if user else None, password) and may_sign_in(user):
+        return user
+    return None
+
+
+def session_user(user_id: str) -> User | None:
+    """The user a session names, while they may still sign in."""
+    try:
+        user = db.session.get(User, int(user_id))
+    except ValueError:
+        return None
+    return user if may_sign_in(user) else None
+
+
+def token_user(token: str) -> User | None:
+    """The user owning a valid, unrevoked, unexpired API token, if they may sign in; records the
+    token's last use."""
+    if not token or len(token) > 200:
+        return None
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    if not may_sign_in(row.user):
+        return None
+    row.last_used_at = utcnow()
+    db.session.commit()
+    return row.user
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    """A user's API tokens, newest first (revoked ones included, marked)."""
+    return list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
+                                   .order_by(ApiToken.id.desc())))
+
+
+def all_users() -> list[User]:
+    """Every user, for the admin's list."""
+    return list(db.session.scalars(select(User).order_by(User.username)))
 
 
 def create_user(username: str, password: str, role: str, *, display_name: str = "",
@@ -47,8 +101,6 @@ def create_token(username: str, name: str = "", *, actor: User | str | None = "c
 
 def revoke_token(user: User, token_id: int) -> ApiToken:
     """Revoke one of the user's API tokens (an admin may revoke anyone's); audited, idempotent."""
-    from ..models import utcnow
-
     row = db.session.get(ApiToken, token_id)
     if row is None or (row.user_id != user.id and user.role != "admin"):
         raise NotFound(f"You have no API token {token_id}.")

@@ -126,3 +126,15 @@ def get_environment(project: Project, name: str) -> Environment:
             return env
     names = ", ".join(env.name for env in project.environments)
     raise NotFound(f"Project {project.key} has no environment '{str(name)[:64]}'; it has: {names}.")
+
+
+def projects() -> list[Project]:
+    """Every project by key (for the project pickers)."""
+    return list(db.session.scalars(select(Project).order_by(Project.key)))
+
+
+def pick_project(key: str | None) -> Project | None:
+    """The project named in ?project=, else the first one, else None."""
+    if key:
+        return get_project(key)
+    return db.session.scalar(select(Project).order_by(Project.id))

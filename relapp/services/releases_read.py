@@ -12,12 +12,11 @@ from sqlalchemy import select
 
 from .. import gitops
 from ..domain import changelog as cl
-from ..exceptions import NotFound, ServiceError
+from ..exceptions import ServiceError
 from ..extensions import db
-from ..joblog import LogLine, lines
 from ..models import Decision, Deployment, Job, Project, Release
 from . import releases as rel
-from .board import Card, card_for
+from .cards import Card, card_for
 
 CANDIDATE_TYPES = ("fix", "perf")
 MAX_CANDIDATES = 60
@@ -198,11 +197,3 @@ def changelog_export(project: Project, version: str, *, since: str | None = None
     title = f"{project.name} {release.version}" + (f" (since {start.version})" if start else "")
     name = f"{project.key}-{release.version}" + (f"-since-{start.version}" if since and start else "")
     return ChangelogExport(release=release, since=start, changelog=log, title=title, filename=name)
-
-
-def get_job(job_id: int) -> tuple[Job, list[LogLine]]:
-    """A job and its stored log lines, or NotFound."""
-    job = db.session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"There is no job {job_id}.")
-    return job, list(lines(job_id))

@@ -47,9 +47,9 @@ def test_environments_page_shows_what_runs_where_and_what_next_lacks(app, histor
 
 
 def test_the_changes_count_is_the_changelog_between_the_two_versions(app, history):
-    from relapp.services import releases, reports
+    from relapp.services import environments, releases
 
-    rows = {r.env.name: r for r in reports.environments_overview(history.project)}
+    rows = {r.env.name: r for r in environments.environments_overview(history.project)}
     log, _ = releases.changelog(history.project, history.releases["1.6.0"], since="1.5.0")
     assert rows["beta"].behind.state == "behind"
     assert rows["beta"].behind.count == len(log.entries) > 0

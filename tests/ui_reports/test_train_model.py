@@ -8,7 +8,7 @@ import pytest
 
 from relapp.extensions import db
 from relapp.models import Deployment, Release
-from relapp.services import reports
+from relapp.services import train_report
 
 from .conftest import NOW
 
@@ -20,7 +20,7 @@ def by_version(report):
 
 
 def test_lead_time_is_cut_to_first_success_in_the_last_environment(history):
-    report = reports.train_report(history.project, now=NOW)
+    report = train_report.train_report(history.project, now=NOW)
     timings = by_version(report)
     assert [t.release.version for t in report.releases] == ["1.3.0", "1.4.0", "1.4.1", "1.5.0", "1.6.0", "1.7.0"]
     assert timings["1.3.0"].lead_seconds == 12 * DAY
@@ -34,7 +34,7 @@ def test_lead_time_is_cut_to_first_success_in_the_last_environment(history):
 
 
 def test_time_in_each_stage_and_open_stages(history):
-    timings = by_version(reports.train_report(history.project, now=NOW))
+    timings = by_version(train_report.train_report(history.project, now=NOW))
     assert [(s.stage, s.seconds / DAY, s.open) for s in timings["1.3.0"].stages] == [
         ("cut", 2, False), ("qa", 5, False), ("beta", 5, False)]
     assert [(s.stage, s.seconds / DAY, s.open) for s in timings["1.5.0"].stages] == [
@@ -54,14 +54,14 @@ def test_a_release_overtaken_by_a_newer_one_stops_its_clock(history):
                               status="succeeded", created_at=NOW - timedelta(hours=3),
                               finished_at=NOW - timedelta(hours=2)))
     db.session.commit()
-    timings = by_version(reports.train_report(history.project, now=NOW))
+    timings = by_version(train_report.train_report(history.project, now=NOW))
     assert timings["1.6.0"].superseded is True
     assert [s.open for s in timings["1.6.0"].stages] == [False, False]
     assert timings["1.7.0"].superseded is False
 
 
 def test_hotfixes_per_release_and_days_between_cuts(history):
-    report = reports.train_report(history.project, now=NOW)
+    report = train_report.train_report(history.project, now=NOW)
     timings = by_version(report)
     assert {v: t.hotfixes for v, t in timings.items() if t.release.kind != "hotfix"} == {
         "1.3.0": 0, "1.4.0": 1, "1.5.0": 0, "1.6.0": 0, "1.7.0": 0}
@@ -72,7 +72,7 @@ def test_hotfixes_per_release_and_days_between_cuts(history):
 
 
 def test_deploys_per_week_count_successes_by_monday_in_the_project_zone(history):
-    report = reports.train_report(history.project, now=NOW, weeks=12)
+    report = train_report.train_report(history.project, now=NOW, weeks=12)
     weeks = {w.week: w.counts for w in report.weeks}
     assert len(report.weeks) == 12 and report.weeks[-1].week == date(2026, 3, 16)
     assert weeks[date(2026, 3, 16)] == {"qa": 1, "beta": 1, "prod": 0}
@@ -88,7 +88,7 @@ def test_adopted_and_failed_releases_are_not_on_the_train(history):
     db.session.add(Release(project_id=project.id, version="1.8.0", major=1, minor=8, patch=0, kind="minor",
                            source="cut", tag="v1.8.0", sha=None, state="failed", created_at=NOW))
     db.session.commit()
-    versions = [t.release.version for t in reports.train_report(project, now=NOW).releases]
+    versions = [t.release.version for t in train_report.train_report(project, now=NOW).releases]
     assert "0.9.0" not in versions and "1.8.0" not in versions
 
 
@@ -101,16 +101,16 @@ def test_adopted_and_failed_releases_are_not_on_the_train(history):
 ])
 def test_next_scheduled_cut_in_the_project_time_zone(history, cron, tz, expected):
     history.project.train_cron, history.project.timezone = cron, tz
-    nxt, error = reports.next_cut(history.project, NOW)
+    nxt, error = train_report.next_cut(history.project, NOW)
     assert error is None
     assert nxt.replace(tzinfo=None) == expected and str(nxt.tzinfo) == tz
 
 
 def test_a_bad_schedule_is_reported_not_raised(history):
     history.project.train_cron = "every monday"
-    nxt, error = reports.next_cut(history.project, NOW)
+    nxt, error = train_report.next_cut(history.project, NOW)
     assert nxt is None and "not a valid cron expression" in error
 
 
 def test_nice_ceiling():
-    assert [reports.nice_ceiling(v) for v in (0, 0.3, 1, 7, 12, 20.5, 99, 140)] == [1, 1, 1, 10, 20, 50, 100, 200]
+    assert [train_report.nice_ceiling(v) for v in (0, 0.3, 1, 7, 12, 20.5, 99, 140)] == [1, 1, 1, 10, 20, 50, 100, 200]

@@ -1,35 +1,25 @@
-"""Read models for the manager pages: environments overview, release train, evidence, audit log."""
+"""Read model of the release train page: lead times, time per stage, hotfixes per release, deploys
+per week, days between cuts and the next scheduled cut, and the chart data that plots them."""
 
 from __future__ import annotations
 
 import itertools
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from ..domain import changelog as cl
-from ..exceptions import ServiceError
 from ..extensions import db
-from ..models import (
-    ApiToken,
-    Decision,
-    Deployment,
-    Environment,
-    Job,
-    Project,
-    Release,
-    User,
-)
-from . import releases as release_service
-from .deployments import active_deployment, current_deployment
+from ..models import Deployment, Project, Release
+from .projects import pick_project, projects
 
 WEEK_SECONDS = 7 * 86400
-TOP_ENTRIES = 5
+DAY = 86400.0
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -37,96 +27,6 @@ def _utc(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC)
     return value
 
-
-def _plain_version(text: str | None) -> str:
-    return (text or "").strip().removeprefix("v")
-
-
-# -- environments -----------------------------------------------------------------------------
-
-
-@dataclass
-class Behind:
-    """What the next environment does not run yet, compared with this one."""
-
-    next_env: str
-    next_version: str | None
-    state: str  # same | ahead | behind | empty | unknown
-    count: int = 0
-    entries: list[cl.ChangelogEntry] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class EnvRow:
-    """One environment on the environments page."""
-
-    env: Environment
-    current: Deployment | None
-    decision: Decision | None
-    active: Deployment | None
-    drift: str | None
-    behind: Behind | None
-
-
-def latest_decision(release: Release, env: Environment) -> Decision | None:
-    """The decision that counts for a release in an environment: the latest one."""
-    return db.session.scalar(select(Decision).where(
-        Decision.release_id == release.id, Decision.environment_id == env.id)
-        .order_by(Decision.created_at.desc(), Decision.id.desc()).limit(1))
-
-
-def drift_of(env: Environment, current: Deployment | None) -> str | None:
-    """'runs X, recorded Y' when the version the environment reports is not the recorded one."""
-    if not env.observed_version:
-        return None
-    recorded = current.release.version if current else None
-    if recorded is not None and _plain_version(env.observed_version) in (recorded, _plain_version(current.release.tag) if current else ""):
-        return None
-    return f"runs {env.observed_version}, recorded {recorded or 'nothing'}"
-
-
-def _behind(project: Project, here: Deployment | None, nxt: Environment, there: Deployment | None) -> Behind:
-    next_version = there.release.version if there else None
-    if here is None:
-        return Behind(nxt.name, next_version, "unknown")
-    mine = here.release
-    if there is None:
-        return Behind(nxt.name, None, "empty")
-    if there.release_id == mine.id:
-        return Behind(nxt.name, next_version, "same")
-    if _order(there.release) > _order(mine):
-        return Behind(nxt.name, next_version, "ahead")
-    result = Behind(nxt.name, next_version, "behind")
-    try:
-        log, _start = release_service.changelog(project, mine, since=there.release.version)
-    except ServiceError as exc:
-        result.error = exc.detail
-        return result
-    result.count = len(log.entries)
-    result.entries = list(log.entries[:TOP_ENTRIES])
-    return result
-
-
-def environments_overview(project: Project) -> list[EnvRow]:
-    """Per environment in promotion order: what runs, since when, by whom, its decision, lock,
-    freeze, drift, any deploy in progress, and what the next environment lacks."""
-    envs = list(project.environments)
-    currents = [current_deployment(env) for env in envs]
-    rows = []
-    for index, env in enumerate(envs):
-        current = currents[index]
-        behind = None
-        if index + 1 < len(envs):
-            behind = _behind(project, current, envs[index + 1], currents[index + 1])
-        rows.append(EnvRow(
-            env=env, current=current,
-            decision=latest_decision(current.release, env) if current else None,
-            active=active_deployment(env), drift=drift_of(env, current), behind=behind))
-    return rows
-
-
-# -- release train ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -330,67 +230,57 @@ def nice_ceiling(value: float) -> float:
     return float(10 * magnitude)
 
 
-# -- evidence ---------------------------------------------------------------------------------
+def even_ceiling(count: float) -> int:
+    """An even axis maximum (at least 2) for counts, so the middle grid line is a whole number."""
+    whole = max(2, int(-(-count // 1)))
+    return whole + whole % 2
+
+
+def chart_data(report: TrainReport) -> dict[str, Any]:
+    """Bars, spans and scales for the SVG charts (presentation only: days, labels, tooltips)."""
+    last = report.envs[-1] if report.envs else "the last environment"
+    lead = [{"label": t.release.version, "value": t.lead_seconds / DAY,
+             "cls": "ok" if t.lead_seconds <= WEEK_SECONDS else "late",
+             "note": f"{t.lead_seconds / DAY:.1f}", "sub": t.cut_at.strftime("%d %b"),
+             "tip": f"{t.release.version}: cut {t.cut_at:%Y-%m-%d} → {last} in "
+                    f"{t.lead_seconds / DAY:.1f} days"}
+            for t in report.releases if t.lead_seconds is not None]
+    stages = []
+    for t in report.releases:
+        total = t.total_seconds / DAY
+        state = " so far" if any(s.open for s in t.stages) else (" (superseded)" if t.superseded else "")
+        stages.append({"label": t.release.version, "total": total, "note": f"{total:.1f} d{state}",
+                       "spans": [{"stage": s.stage, "days": s.seconds / DAY, "open": s.open}
+                                 for s in t.stages]})
+    hotfixes = [{"label": t.release.version, "value": t.hotfixes, "cls": "late" if t.hotfixes else "ok",
+                 "note": str(t.hotfixes), "sub": "",
+                 "tip": f"{t.release.version}: {t.hotfixes} hotfix{'es' if t.hotfixes != 1 else ''}"}
+                for t in report.releases if t.release.kind != "hotfix"]
+    gaps = [{"label": g.version, "value": g.days, "cls": "ok" if g.days <= 7 else "late",
+             "note": f"{g.days:.1f}", "sub": g.cut_at.strftime("%d %b"),
+             "tip": f"{g.version} was cut {g.days:.1f} days after the previous cut"} for g in report.gaps]
+    return {
+        "lead": lead, "lead_max": nice_ceiling(max([i["value"] for i in lead] + [7])),
+        "stages": stages, "stages_max": nice_ceiling(max([s["total"] for s in stages] + [7])),
+        "hotfixes": hotfixes, "hotfixes_max": even_ceiling(max([i["value"] for i in hotfixes], default=0)),
+        "gaps": gaps, "gaps_max": nice_ceiling(max([i["value"] for i in gaps] + [7])),
+        "weeks_max": even_ceiling(report.max_weekly),
+    }
 
 
 @dataclass
-class Evidence:
-    """Everything one release's evidence page prints."""
+class TrainPage:
+    """The train page: the chosen project, the picker's projects, its report and chart data."""
 
-    project: Project
-    release: Release
-    changelog: cl.Changelog | None
-    since: Release | None
-    changelog_error: str | None
-    decisions: list[Decision]
-    deployments: list[Deployment]
-    hotfixes: list[Release]
-    jobs: list[Job]
+    project: Project | None
+    projects: list[Project]
+    report: TrainReport | None
+    charts: dict[str, Any]
 
 
-def evidence(project: Project, version: str) -> Evidence:
-    """The release record: tag, commit, changelog, decisions, deploys, hotfixes, who cut it."""
-    release = release_service.get_release(project, version)
-    log: cl.Changelog | None = None
-    since: Release | None = None
-    error = None
-    try:
-        log, since = release_service.changelog(project, release)
-    except ServiceError as exc:
-        error = exc.detail
-    decisions = list(db.session.scalars(select(Decision).where(Decision.release_id == release.id)
-                                        .order_by(Decision.created_at, Decision.id)))
-    deployments = list(db.session.scalars(select(Deployment).where(Deployment.release_id == release.id)
-                                          .order_by(Deployment.created_at, Deployment.id)))
-    jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id).order_by(Job.id)))
-    return Evidence(project, release, log, since, error, decisions, deployments,
-                    release_service.hotfixes_of(release), jobs)
-
-
-# -- users ------------------------------------------------------------------------------------
-
-
-def tokens_of(user: User) -> list[ApiToken]:
-    """A user's API tokens, newest first (revoked ones included, marked)."""
-    return list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
-                                   .order_by(ApiToken.id.desc())))
-
-
-def all_users() -> list[User]:
-    """Every user, for the admin's list."""
-    return list(db.session.scalars(select(User).order_by(User.username)))
-
-
-def projects() -> list[Project]:
-    """Every project by key (for the project pickers)."""
-    return list(db.session.scalars(select(Project).order_by(Project.key)))
-
-
-def pick_project(key: str | None) -> Project | None:
-    """The project named in ?project=, else the first one, else None."""
-    from .projects import get_project
-
-    if key:
-        return get_project(key)
-    return db.session.scalar(select(Project).order_by(Project.id))
-
+def train_page(project_key: str | None) -> TrainPage:
+    """The train page of the project named in ?project= (else the first; None when none)."""
+    project = pick_project(project_key)
+    report = train_report(project) if project else None
+    return TrainPage(project=project, projects=projects(), report=report,
+                     charts=chart_data(report) if report else {})
