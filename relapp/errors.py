@@ -43,7 +43,7 @@ def error_response(status: int, detail: str, *, code: str | None = None, **extra
     """The right shape of error for the caller: problem+json, an htmx fragment, or a page."""
     if wants_json():
         return problem(status, detail, code=code, **extra)
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         html = render_template("_error.html", status=status, detail=detail, title=TITLES.get(status))
         response = Response(html, status=status)
         # htmx does not swap 4xx answers by default; show the sentence in the page's alert area.
@@ -67,7 +67,7 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         detail = ("The form was missing its security token or it expired. Reload the page and try "
                   "again; nothing was changed.")
-        if request.headers.get("HX-Request"):
+        if request.htmx:
             response = error_response(400, detail, code="csrf")
             response.headers["HX-Refresh"] = "true"
             return response

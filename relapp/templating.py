@@ -1,12 +1,15 @@
-"""Jinja filters and globals shared by every page."""
+"""How pages are rendered: one template per page whose named blocks are its htmx fragments
+(`render_page`), `Vary: HX-Request` on every response, and the filters and globals every page
+shares."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, render_template, request
 from flask_login import current_user
+from jinja2_fragments.flask import render_block
 
 from .auth import has_role
 
@@ -42,6 +45,26 @@ def stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def wants_block(block: str) -> bool:
+    """True when htmx asks for only the element that `block` fills.
+
+    A block is named after the id of that element, with `_` for `-` (block `audit_log` fills
+    `#audit-log`). A request that names another target, a boosted link and a history restore
+    (a URL pushed into history, reloaded) get the whole page.
+    """
+    htmx = request.htmx
+    if not htmx or htmx.boosted or htmx.history_restore_request:
+        return False
+    return htmx.target is None or htmx.target.replace("-", "_") == block
+
+
+def render_page(template: str, block: str | None = None, **context: Any) -> str:
+    """The whole page, or only its `block` when htmx asks for that element (see wants_block)."""
+    if block is not None and wants_block(block):
+        return render_block(template, block, **context)
+    return render_template(template, **context)
+
+
 def init_app(app: Flask) -> None:
     """Register filters and the template context."""
     app.jinja_env.filters["ago"] = ago
@@ -54,7 +77,6 @@ def init_app(app: Flask) -> None:
             "nav_links": nav,
             "demo_mode": current_app.config["RELAPP_DEMO"],
             "can": lambda role: current_user.is_authenticated and has_role(current_user, role),
-            "is_htmx": bool(request.headers.get("HX-Request")),
         }
 
     @app.after_request
@@ -67,6 +89,12 @@ def init_app(app: Flask) -> None:
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
         )
-        if "HX-Request" in request.headers or request.headers.get("Vary"):
-            response.vary.add("HX-Request")
+        return response
+
+    @app.after_request
+    def vary_on_htmx(response: Any) -> Any:
+        # Any URL may answer htmx with a fragment and everyone else with the page: caches (the
+        # browser's back button included) must keep the two apart, and fragments by target.
+        response.vary.add("HX-Request")
+        response.vary.add("HX-Target")
         return response

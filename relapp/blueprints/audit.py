@@ -9,8 +9,10 @@ from flask import Blueprint, render_template, request
 from flask_login import login_required
 
 from ..exceptions import ServiceError
-from ..services import audit, reports
-from ..services.projects import get_project, issue_url
+from ..services import audit
+from ..services.evidence import evidence as evidence_of
+from ..services.projects import get_project, issue_url, projects
+from ..templating import render_page
 
 bp = Blueprint("audit", __name__)
 
@@ -30,15 +32,13 @@ def index() -> Any:
     if before_text and not before_text.isdigit():
         raise ServiceError("'before' is an audit event id (a number).")
     page = audit.events(filters, before=int(before_text) if before_text else None)
-    template = "audit/_rows.html" if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "audit-log" else "audit/index.html"
-    html = render_template(template, page=page, filters=filters, before=before_text,
-                           projects=reports.projects(), actions=audit.known_actions())
-    return html, 200, {"Vary": "HX-Request"}
+    return render_page("audit/index.html", "audit_log", page=page, filters=filters,
+                       before=before_text, projects=projects(), actions=audit.known_actions())
 
 
 @bp.get("/releases/<project_key>/<version>/evidence")
 @login_required
 def evidence(project_key: str, version: str) -> Any:
     """One printable page per release: tag, commit, changelog, decisions, deploys, hotfixes."""
-    ev = reports.evidence(get_project(project_key), version)
+    ev = evidence_of(get_project(project_key), version)
     return render_template("evidence/show.html", ev=ev, issue_url=issue_url)

@@ -7,11 +7,14 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from htmx_flask import make_response
 
 from ..auth import role_required
 from ..exceptions import ServiceError
-from ..services import deployments, reports
+from ..services import deployments
+from ..services.environments import environment_row, environments_page
 from ..services.projects import get_project
+from ..templating import render_page
 
 bp = Blueprint("environments", __name__)
 
@@ -25,26 +28,12 @@ def release_href(project_key: str, version: str, since: str | None = None) -> st
     return f"/releases/{quote(project_key, safe='')}/{quote(version, safe='')}{query}"
 
 
-def _render(project: Any, rows: list[reports.EnvRow], fragment: str | None = None) -> Any:
-    context = {"project": project, "projects": reports.projects(), "rows": rows}
-    if fragment == "all":
-        html = render_template("environments/_environments.html", **context)
-    elif fragment is not None:
-        row = next(r for r in rows if r.env.name == fragment)
-        html = render_template("environments/_env.html", row=row, **context)
-    else:
-        html = render_template("environments/index.html", **context)
-    return html, 200, {"Vary": "HX-Request"}
-
-
 @bp.get("/environments")
 @login_required
 def index() -> Any:
     """Per environment: version, since when, by whom, QA state, lock, drift, and what the next lacks."""
-    project = reports.pick_project(request.args.get("project"))
-    rows = reports.environments_overview(project) if project else []
-    fragment = "all" if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "environments" else None
-    return _render(project, rows, fragment)
+    page = environments_page(request.args.get("project"))
+    return render_page("environments/index.html", "environments", page=page, project=page.project)
 
 
 def _change(project_key: str, env_name: str, what: str) -> Any:
@@ -61,9 +50,10 @@ def _change(project_key: str, env_name: str, what: str) -> Any:
             raise ServiceError("Choose 'freeze' or 'unfreeze'.", code="invalid_field")
         env = deployments.set_freeze(project, env_name, current_user, frozen=action == "freeze", reason=reason)
         message = f"{env.name} is frozen: {env.freeze_reason}" if env.frozen else f"{env.name} is unfrozen."
-    if request.headers.get("HX-Request"):
-        html, status, headers = _render(project, reports.environments_overview(project), env.name)
-        return html, status, {**headers, "HX-Trigger": "environments-changed"}
+    if request.htmx:
+        html = render_template("environments/_env.html", project=project,
+                               row=environment_row(project, env.name))
+        return make_response(html, trigger="environments-changed")
     flash(message, "success")
     return redirect(url_for("environments.index", project=project.key), code=303)
 

@@ -9,26 +9,24 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from htmx_flask import make_response
 
 from ..auth import role_required
 from ..domain import changelog as cl
-from ..exceptions import ServiceError
-from ..services import board as board_svc
+from ..services import cards
 from ..services import releases as svc
 from ..services import releases_read as read
 from ..services.decisions import record_decision
 from ..services.deployments import request_deploy
+from ..services.jobs_read import get_job
 from ..services.projects import get_project
+from ..templating import render_page
 
 bp = Blueprint("releases", __name__)
 
-VARY = {"Vary": "HX-Request"}
-CHANGED = {"HX-Trigger": "board-changed", **VARY}
+# The board refetches itself when this event reaches it.
+CHANGED = "board-changed"
 _BUG_SPLIT = re.compile(r"[\s,;]+")
-
-
-def _htmx() -> bool:
-    return bool(request.headers.get("HX-Request"))
 
 
 def _text(name: str) -> str | None:
@@ -37,9 +35,10 @@ def _text(name: str) -> str | None:
     return value or None
 
 
-def _page_or_fragment(page: str, fragment: str, **context: Any) -> Any:
-    """The whole page normally; only the named fragment when htmx asks."""
-    return render_template(fragment if _htmx() else page, **context), 200, VARY
+def _queued(release: Any, job: Any, message: str) -> Response:
+    """The panel that says what was done (and where its job's log is); the board refetches."""
+    return make_response(render_template("releases/_queued.html", release=release, job=job,
+                                         message=message), trigger=CHANGED)
 
 
 # --- cut -------------------------------------------------------------------------------------
@@ -48,8 +47,7 @@ def _page_or_fragment(page: str, fragment: str, **context: Any) -> Any:
 @role_required("engineer")
 def new(project: str) -> Any:
     """The form that cuts a release from main."""
-    return _page_or_fragment("releases/cut.html", "releases/_cut_form.html",
-                             project=get_project(project))
+    return render_page("releases/cut.html", "panel", project=get_project(project))
 
 
 @bp.post("/releases/<project>")
@@ -58,10 +56,10 @@ def create(project: str) -> Any:
     """Cut a release from main: the version is allocated now, the tag is made by a job."""
     bump = "major" if request.form.get("major") else None
     release, job = svc.cut(get_project(project), current_user, bump=bump, reason=_text("reason"))
-    if _htmx():
-        return render_template("releases/_queued.html", release=release, job=job,
-                               message=f"Cutting {release.version}: tagging {release.tag}."), 200, CHANGED
-    flash(f"Cutting {release.version}: tagging {release.tag}.", "success")
+    message = f"Cutting {release.version}: tagging {release.tag}."
+    if request.htmx:
+        return _queued(release, job, message)
+    flash(message, "success")
     return redirect(url_for("releases.show", project=project, version=release.version))
 
 
@@ -74,7 +72,7 @@ def show(project: str, version: str) -> Any:
     page = read.release_page(get_project(project), version, since=request.args.get("since") or None,
                              actor=current_user)
     return render_template("releases/show.html", page=page, project=page.project,
-                           release=page.release), 200, VARY
+                           release=page.release)
 
 
 @bp.get("/releases/<project>/<version>/changelog.md")
@@ -109,7 +107,7 @@ def card(project: str, version: str) -> Any:
     proj = get_project(project)
     release = svc.get_release(proj, version)
     return render_template("board/_card.html", project=proj,
-                           card=board_svc.card_for(proj, release, actor=current_user)), 200, VARY
+                           card=cards.card_for(proj, release, actor=current_user))
 
 
 # --- deploy / promote ------------------------------------------------------------------------
@@ -120,13 +118,8 @@ def promote(project: str, version: str) -> Any:
     """Before a deploy: from → to, the changelog between them, and what the gates say."""
     proj = get_project(project)
     release = svc.get_release(proj, version)
-    env = request.args.get("env") or board_svc.card_for(proj, release).next_env
-    if not env:
-        raise ServiceError(f"{release.version} already reached the last environment; pick one "
-                           f"with ?env= to redeploy or roll back.", code="missing_field")
-    plan = board_svc.promote_plan(proj, release, env, current_user)
-    return _page_or_fragment("releases/promote.html", "releases/_promote.html", project=proj,
-                             plan=plan)
+    plan = cards.promote_plan(proj, release, request.args.get("env") or None, current_user)
+    return render_page("releases/promote.html", "panel", project=proj, plan=plan)
 
 
 @bp.post("/releases/<project>/<version>/deployments")
@@ -139,9 +132,8 @@ def deploy(project: str, version: str) -> Any:
                                 rollback_reason=_text("rollback_reason"),
                                 freeze_reason=_text("freeze_reason"))
     message = f"Deploy of {release.version} to {deployment.environment.name} is queued."
-    if _htmx():
-        return render_template("releases/_queued.html", release=release, job=deployment.job,
-                               message=message), 200, CHANGED
+    if request.htmx:
+        return _queued(release, deployment.job, message)
     flash(message, "success")
     return redirect(url_for("releases.job", job_id=deployment.job_id))
 
@@ -154,9 +146,8 @@ def decide_form(project: str, version: str) -> Any:
     """The go / no-go form for where the release runs now."""
     proj = get_project(project)
     release = svc.get_release(proj, version)
-    form = board_svc.decision_form(proj, release, request.args.get("env") or None, current_user)
-    return _page_or_fragment("releases/decide.html", "releases/_decide.html", project=proj,
-                             form=form)
+    form = cards.decision_form(proj, release, request.args.get("env") or None, current_user)
+    return render_page("releases/decide.html", "panel", project=proj, form=form)
 
 
 @bp.post("/releases/<project>/<version>/decisions")
@@ -170,9 +161,8 @@ def decide(project: str, version: str) -> Any:
                                request.form.get("decision", ""), request.form.get("comment"), bugs)
     message = (f"{decision.decision} recorded for {release.version} in "
                f"{decision.environment.name}.")
-    if _htmx():
-        return render_template("releases/_queued.html", release=release, job=None,
-                               message=message), 200, CHANGED
+    if request.htmx:
+        return _queued(release, None, message)
     flash(message, "success")
     return redirect(url_for("releases.show", project=project, version=release.version))
 
@@ -184,8 +174,8 @@ def decide(project: str, version: str) -> Any:
 def hotfix_form(project: str, version: str) -> Any:
     """The start-hotfix form, with the fix commits on main since the release to pick from."""
     proj = get_project(project)
-    return _page_or_fragment("releases/hotfix.html", "releases/_hotfix_form.html", project=proj,
-                             form=read.hotfix_form(proj, version))
+    return render_page("releases/hotfix.html", "hotfix", project=proj,
+                       form=read.hotfix_form(proj, version))
 
 
 @bp.post("/releases/<project>/<version>/hotfixes")
@@ -203,8 +193,8 @@ def hotfix(project: str, version: str) -> Any:
     flash(f"Hotfix {release.version} started on {release.details.get('branch')}: "
           f"its job builds and tags it.", "success")
     target = url_for("releases.show", project=project, version=release.version)
-    if _htmx():
-        return "", 200, {"HX-Redirect": target, **VARY}
+    if request.htmx:
+        return make_response("", redirect=target)
     return redirect(target)
 
 
@@ -214,9 +204,9 @@ def hotfix(project: str, version: str) -> Any:
 @login_required
 def job(job_id: int) -> Any:
     """A job's facts and its log, which streams live while the job runs and replays on reload."""
-    row, lines = read.get_job(job_id)
+    row, lines = get_job(job_id)
     return render_template("jobs/show.html", job=row, lines=lines,
-                           last_seq=lines[-1].seq if lines else 0), 200, VARY
+                           last_seq=lines[-1].seq if lines else 0)
 
 
 # --- adoption --------------------------------------------------------------------------------
@@ -226,4 +216,4 @@ def job(job_id: int) -> Any:
 def adoption(project: str) -> Any:
     """How the repository's existing tags were understood, and which release main would follow."""
     proj = get_project(project)
-    return render_template("releases/adoption.html", project=proj, report=svc.adopt_report(proj)), 200, VARY
+    return render_template("releases/adoption.html", project=proj, report=svc.adopt_report(proj))
