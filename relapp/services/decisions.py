@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 
 from ..domain import pipeline
@@ -19,7 +17,7 @@ from .deployments import (
     environment_facts,
     release_facts,
 )
-from .projects import get_environment, issue_url
+from .projects import get_environment
 
 MAX_COMMENT = 4000
 MAX_BUGS = 50
@@ -35,22 +33,6 @@ def deployed_in(release: Release, env: Environment) -> bool:
     current = current_deployment(env)
     return (latest is not None and latest.status == "succeeded" and current is not None
             and current.release_id == release.id)
-
-
-def decision_json(decision: Decision) -> dict[str, Any]:
-    """A decision as the API shows it, with links for its bug keys."""
-    project = decision.release.project
-    return {
-        "id": decision.id,
-        "release": decision.release.version,
-        "environment": decision.environment.name,
-        "decision": decision.decision,
-        "comment": decision.comment,
-        "bugs": [{"key": key, "url": issue_url(project, key)}
-                 for key in decision.bugs or ()],
-        "by": decision.by.username if decision.by else None,
-        "at": decision.created_at.isoformat(),
-    }
 
 
 def record_decision(project: Project, release: Release, env_name: str, actor: User,

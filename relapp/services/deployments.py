@@ -7,9 +7,10 @@ committed in one transaction and handed to Redis only after the commit; the part
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import semver
@@ -18,17 +19,29 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain import pipeline
+from ..drivers import verify
+from ..drivers.webhook import SIGNATURE_HEADER
 from ..exceptions import Conflict, Forbidden, NotFound, ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
 from . import audit
 from .projects import get_environment
-from .queue import create_job, dispatch, job_json
+from .queue import create_job, dispatch
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_REASON = 500
+# What a caller must do when a status report is neither signed nor sent with a token.
+UNSIGNED = (f"Sign the body with the environment's webhook secret in {SIGNATURE_HEADER} "
+            f"(sha256=<hex HMAC>), or send an API token of someone who may deploy there.")
+
+
+class Unsigned(ServiceError):
+    """A status report without a valid signature (and without a token)."""
+
+    status = 401
+    code = "unauthorized"
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -58,10 +71,6 @@ def wait_seconds(driver_kind: str) -> float:
 
 
 # -- reads ------------------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def version_of(release: Release) -> semver.Version:
@@ -143,65 +152,23 @@ def may_deploy(user: User, env: Environment) -> bool:
     return user.role == "admin" or user.role in (env.deploy_roles or ())
 
 
-# -- JSON -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnvironmentState:
+    """An environment with what runs there now and the deployment that holds it, if any."""
+
+    environment: Environment
+    current: Deployment | None
+    active: Deployment | None
 
 
-def deployment_json(deployment: Deployment) -> dict[str, Any]:
-    """A deployment as the API shows it."""
-    release = deployment.release
-    waiting = deployment.status == "running" and deployment.waiting_until is not None
-    return {
-        "id": deployment.id,
-        "project": release.project.key,
-        "environment": deployment.environment.name,
-        "release": {"version": release.version, "tag": release.tag, "commit": release.sha,
-                    "kind": release.kind},
-        "status": deployment.status,
-        "waiting": waiting,
-        "attempt": deployment.attempt,
-        "requested_by": deployment.requested_by.username if deployment.requested_by else None,
-        "previous_version": deployment.previous_version,
-        "rollback_reason": deployment.rollback_reason,
-        "freeze_reason": deployment.freeze_reason,
-        "message": deployment.message,
-        "cancel_requested": deployment.cancel_requested_at is not None,
-        "created_at": _iso(deployment.created_at),
-        "started_at": _iso(deployment.started_at),
-        "finished_at": _iso(deployment.finished_at),
-        "lease_until": _iso(deployment.lease_until),
-        "waiting_until": _iso(deployment.waiting_until),
-        "job": job_json(deployment.job),
-        "url": f"/api/v1/deployments/{deployment.id}",
-    }
+def environment_state(env: Environment) -> EnvironmentState:
+    """What runs in one environment and what holds it."""
+    return EnvironmentState(env, current_deployment(env), active_deployment(env))
 
 
-def environment_json(env: Environment) -> dict[str, Any]:
-    """An environment: configuration, what runs there, who put it there, lock, freeze and drift."""
-    current = current_deployment(env)
-    active = active_deployment(env)
-    return {
-        "name": env.name,
-        "position": env.position,
-        "requires_go_from": env.requires_go_from,
-        "deploy_roles": list(env.deploy_roles or ()),
-        "decide_roles": list(env.decide_roles or ()),
-        "separation_of_duties": env.separation_of_duties,
-        # Only the kind: driver settings hold secrets.
-        "driver": (env.driver or {}).get("kind"),
-        "current": {
-            "version": current.release.version, "tag": current.release.tag,
-            "deployed_at": _iso(current.finished_at),
-            "deployed_by": current.requested_by.username if current.requested_by else None,
-            "deployment_id": current.id,
-        } if current else None,
-        "active_deployment": deployment_json(active) if active else None,
-        "locked": env.locked, "lock_reason": env.lock_reason,
-        "frozen": env.frozen, "freeze_reason": env.freeze_reason,
-        "version_url": env.version_url,
-        "observed_version": env.observed_version,
-        "observed_at": _iso(env.observed_at),
-        "observed_error": env.observed_error,
-    }
+def environment_states(project: Project) -> list[EnvironmentState]:
+    """Each of the project's environments, in promotion order, with what runs and what holds it."""
+    return [environment_state(env) for env in project.environments]
 
 
 # -- requesting a deploy ----------------------------------------------------------------------
@@ -393,6 +360,31 @@ def report_status(deployment: Deployment, status: str, *, attempt: int | None,
                {"type": "deployment", "deployment": deployment_id, "status": status})
     db.session.expire_all()
     return get_deployment(deployment_id)
+
+
+def accept_report(deployment_id: int, raw_body: bytes, signature_header: str) -> tuple[Deployment, Any]:
+    """A CD system's report, checked against the environment's webhook secret before it is read:
+    the deployment and the decoded body; Unsigned when the signature does not hold.
+
+    Fails closed: without a webhook secret (or without such a deployment) no signature is valid.
+    """
+    deployment = db.session.get(Deployment, deployment_id)
+    settings = (deployment.environment.driver or {}) if deployment is not None else {}
+    secret = settings.get("secret") if settings.get("kind") == "webhook" else None
+    if deployment is None or not isinstance(secret, str) or not verify(secret, raw_body, signature_header):
+        raise Unsigned(UNSIGNED)
+    try:
+        data = json.loads(raw_body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ServiceError("The request body must be a JSON object.", code="invalid_json")
+    return deployment, data
+
+
+def report_actor(deployment: Deployment) -> str:
+    """Who a signed report is recorded as: the CD system of the deployment's environment."""
+    return f"cd:{deployment.environment.name}"
 
 
 def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) -> Deployment:

@@ -4,6 +4,7 @@ after the commit, and a relay hands over whatever never reached Redis (an outbox
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -11,27 +12,40 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError
 from sqlalchemy import select, update
 
+from ..exceptions import NotFound
 from ..extensions import db, get_queue
-from ..models import Job, User, utcnow
+from ..joblog import LogLine, lines
+from ..models import Deployment, Job, User, utcnow
 
 log = logging.getLogger(__name__)
 
 JOB_TIMEOUT = {"tag_release": 600, "hotfix": 900, "deploy": 3600}
 
 
-def job_json(job: Job | None) -> dict[str, Any] | None:
-    """A job as the API shows it (without its log lines)."""
+@dataclass(frozen=True)
+class JobLogPage:
+    """A job, the deployment it runs (if any), and a page of its log lines."""
+
+    job: Job
+    deployment_id: int | None
+    lines: list[LogLine]
+    more: bool
+
+
+def get_job(job_id: int) -> Job:
+    """The job with this id, or NotFound with a sentence."""
+    job = db.session.get(Job, job_id)
     if job is None:
-        return None
+        raise NotFound(f"There is no job {job_id}.")
+    return job
 
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
 
-    return {"id": job.id, "kind": job.kind, "status": job.status, "error": job.error,
-            "attempt": job.attempt, "enqueued": job.enqueued_at is not None,
-            "created_at": iso(job.created_at), "started_at": iso(job.started_at),
-            "finished_at": iso(job.finished_at), "url": f"/api/v1/jobs/{job.id}",
-            "stream_url": f"/api/v1/jobs/{job.id}/stream"}
+def job_log(job_id: int, *, after: int = 0, limit: int) -> JobLogPage:
+    """A job with its log lines after sequence number `after`, at most `limit` of them."""
+    job = get_job(job_id)
+    found = lines(job_id, after)
+    deployment_id = db.session.scalar(select(Deployment.id).where(Deployment.job_id == job_id))
+    return JobLogPage(job, deployment_id, found[:limit], len(found) > limit)
 
 
 def create_job(kind: str, *, project_id: int | None = None, release_id: int | None = None,

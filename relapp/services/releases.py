@@ -24,7 +24,7 @@ from ..exceptions import Conflict, NotFound, ServiceError, Unavailable
 from ..extensions import db
 from ..models import Job, Project, Release, User, utcnow
 from . import audit
-from .queue import create_job, dispatch, job_json
+from .queue import create_job, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -95,34 +95,32 @@ def db_versions(project: Project) -> list[Version]:
     return [Version.parse(v) for v in db.session.scalars(select(Release.version).where(Release.project_id == project.id))]
 
 
-def release_json(release: Release, *, full: bool = False) -> dict[str, Any]:
-    """A release as the API shows it."""
-    data: dict[str, Any] = {
-        "version": release.version, "kind": release.kind, "tag": release.tag, "commit": release.sha,
-        "state": release.state, "source": release.source,
-        "follows": release.follows.version if release.follows else (release.details or {}).get("follows"),
-        "base": release.base.version if release.base else None,
-        "created_at": release.created_at.isoformat(),
-        "created_by": release.created_by.username if release.created_by else None,
-        "tagged_at": release.tagged_at.isoformat() if release.tagged_at else None,
-        "reason": release.reason,
-    }
-    if full:
-        data["details"] = release.details or {}
-        data["deployments"] = [{
-            "id": d.id, "environment": d.environment.name, "status": d.status,
-            "requested_by": d.requested_by.username if d.requested_by else None,
-            "created_at": d.created_at.isoformat(),
-            "finished_at": d.finished_at.isoformat() if d.finished_at else None,
-            "rollback_reason": d.rollback_reason, "message": d.message} for d in release.deployments]
-        data["decisions"] = [{
-            "environment": d.environment.name, "decision": d.decision, "comment": d.comment,
-            "bugs": list(d.bugs or []), "by": d.by.username if d.by else None,
-            "at": d.created_at.isoformat()} for d in release.decisions]
-        data["hotfixes"] = [r.version for r in hotfixes_of(release)]
-        data["jobs"] = [job_json(j) for j in db.session.scalars(
-            select(Job).where(Job.release_id == release.id).order_by(Job.id))]
-    return data
+def list_releases(project: Project, limit: int = 50) -> list[Release]:
+    """The project's releases, newest version first."""
+    return list(db.session.scalars(select(Release).where(Release.project_id == project.id)
+                                   .order_by(Release.major.desc(), Release.minor.desc(),
+                                             Release.patch.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class ReleaseDetails:
+    """One release with what happened to it: its later hotfixes, its jobs and, for a tagged
+    hotfix when asked, whether each fix is on main too."""
+
+    release: Release
+    hotfixes: list[Release]
+    jobs: list[Job]
+    fixes_on_main: dict[str, str] | None
+
+
+def release_details(project: Project, version: str, *, fixes: bool = True) -> ReleaseDetails:
+    """The project's release `version` with its hotfixes and jobs (NotFound when unknown)."""
+    release = get_release(project, version)
+    jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id).order_by(Job.id)))
+    on_main = None
+    if fixes and release.kind == "hotfix" and release.state == "tagged":
+        on_main = fixes_on_main(project, release)
+    return ReleaseDetails(release, hotfixes_of(release), jobs, on_main)
 
 
 def hotfixes_of(release: Release) -> list[Release]:
@@ -143,11 +141,6 @@ class AdoptionReport:
     main_follows: str | None
     main_next: str | None
     main_refusal: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"recognised": self.recognised, "ignored": self.ignored, "unknown": self.unknown,
-                "conflicts": self.conflicts, "main_follows": self.main_follows,
-                "main_next": self.main_next, "main_refusal": self.main_refusal}
 
 
 def _fresh_inventory(project: Project, ws: gitops.Workspace) -> vs.Inventory:

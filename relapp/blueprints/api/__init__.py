@@ -1,7 +1,8 @@
 """The JSON API under /api/v1: bearer tokens, problem+json errors, Idempotency-Key on POSTs.
 
 Each area adds its routes in its own module (releases, deploys) and its paths to the OpenAPI
-document (openapi.py) through `PATHS`.
+document (openapi.py) through `PATHS`; every JSON shape, request or response, is a pydantic model
+in `schemas`.
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
 
 from ...auth import has_role
 from ...errors import problem
 from ...exceptions import ServiceError
-from ...extensions import csrf, db
-from ...models import IdempotencyKey
+from ...extensions import csrf
+from ...services import idempotency
+from .schemas import load
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens, not cookies, authenticate the API, so there is no cross-site request to forge.
 csrf.exempt(bp)
 
 F = TypeVar("F", bound=Callable[..., Any])
+B = TypeVar("B", bound=BaseModel)
 # OpenAPI path items, filled by each API module at import.
 PATHS: dict[str, dict[str, Any]] = {}
 
@@ -63,21 +65,9 @@ def body() -> dict[str, Any]:
     return data
 
 
-def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = False,
-          default: Any = None, max_len: int = 2000) -> Any:
-    """One typed field of a JSON body, with a 400 sentence naming it when it is wrong."""
-    if name not in data or data[name] is None:
-        if required:
-            raise ServiceError(f"The field '{name}' is required.", code="missing_field")
-        return default
-    value = data[name]
-    if isinstance(value, bool) and kind is not bool and (kind is int or (isinstance(kind, tuple) and bool not in kind)):
-        raise ServiceError(f"The field '{name}' has the wrong type.", code="invalid_field")
-    if not isinstance(value, kind):
-        raise ServiceError(f"The field '{name}' has the wrong type.", code="invalid_field")
-    if isinstance(value, str) and len(value) > max_len:
-        raise ServiceError(f"The field '{name}' is longer than {max_len} characters.", code="invalid_field")
-    return value
+def parse(model: type[B]) -> B:
+    """The request's JSON object read as one of the request models in `schemas`, or a 400."""
+    return load(model, body())
 
 
 def idempotent(view: F) -> F:
@@ -89,27 +79,18 @@ def idempotent(view: F) -> F:
         key = request.headers.get("Idempotency-Key")
         if not key:
             return view(*args, **kwargs)
-        if len(key) > 200:
-            return problem(400, "An Idempotency-Key is at most 200 characters.", code="invalid_idempotency_key")
+        idempotency.check_key(key)
         digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\0" + request.get_data()).hexdigest()
-        stored = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == current_user.id,
-                                                                IdempotencyKey.key == key))
+        stored = idempotency.recall(current_user.id, key, digest)
         if stored is not None:
-            if stored.request_hash != digest:
-                return problem(422, "This Idempotency-Key was used for a different request; use a new key.",
-                               code="idempotency_key_reused")
             response = jsonify(stored.body)
             response.status_code = stored.status
             response.headers["Idempotent-Replayed"] = "true"
             return response
         response = _as_response(view(*args, **kwargs))
         if response.status_code < 500 and response.is_json:
-            db.session.add(IdempotencyKey(user_id=current_user.id, key=key, request_hash=digest,
-                                          status=response.status_code, body=json.loads(response.get_data())))
-            try:
-                db.session.commit()
-            except IntegrityError:
-                db.session.rollback()
+            idempotency.remember(current_user.id, key, digest, response.status_code,
+                                 json.loads(response.get_data()))
         return response
 
     return wrapped  # type: ignore[return-value]

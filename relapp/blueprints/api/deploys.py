@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
 from flask_login import current_user
-from sqlalchemy import select
 
-from ...drivers import verify
-from ...drivers.webhook import SIGNATURE_HEADER
 from ...errors import problem
-from ...exceptions import NotFound, ServiceError
-from ...extensions import db
-from ...joblog import lines
-from ...models import AuditEvent, Deployment, Job
+from ...exceptions import ServiceError
 from ...services import audit
 from ...services import decisions as decision_svc
 from ...services import deployments as svc
 from ...services.projects import get_project
+from ...services.queue import job_log
 from ...services.releases import get_release
-from . import PATHS, api_auth, body, bp, field, idempotent
+from . import PATHS, api_auth, bp, idempotent, parse, schemas
+from .schemas import dump
 
 LIMIT_MAX = 200
 LOG_LIMIT_MAX = 5000
@@ -45,8 +40,8 @@ def _int_arg(name: str, default: int | None, *, low: int = 0, high: int | None =
 def environments(key: str) -> Any:
     """Each environment: what runs there, deployed when and by whom, active deploy, lock, drift."""
     project = get_project(key)
-    return {"project": project.key,
-            "environments": [svc.environment_json(env) for env in project.environments]}
+    return dump(schemas.Environments(project=project.key, environments=[
+        schemas.EnvironmentOut.of(state) for state in svc.environment_states(project)]))
 
 
 @bp.post("/projects/<key>/releases/<version>/deployments")
@@ -56,13 +51,12 @@ def deploy(key: str, version: str) -> Any:
     """Ask for a deploy of a release to an environment: 202 queued, or 403/409 with the reasons."""
     project = get_project(key)
     release = get_release(project, version)
-    data = body()
-    deployment = svc.request_deploy(
-        project, release, field(data, "environment", str, required=True, max_len=64), current_user,
-        rollback_reason=field(data, "rollback_reason", str, max_len=svc.MAX_REASON),
-        freeze_reason=field(data, "freeze_reason", str, max_len=svc.MAX_REASON))
-    payload = svc.deployment_json(deployment)
-    return {"deployment": payload, "job": payload["job"]}, 202
+    data = parse(schemas.DeployIn)
+    deployment = svc.request_deploy(project, release, data.environment, current_user,
+                                    rollback_reason=data.rollback_reason,
+                                    freeze_reason=data.freeze_reason)
+    shown = schemas.DeploymentOut.of(deployment)
+    return dump(schemas.DeployAccepted(deployment=shown, job=shown.job)), 202
 
 
 @bp.post("/projects/<key>/releases/<version>/decisions")
@@ -72,13 +66,15 @@ def decide(key: str, version: str) -> Any:
     """Record a go or no-go on a release in an environment (the latest decision counts)."""
     project = get_project(key)
     release = get_release(project, version)
-    data = body()
-    decision = decision_svc.record_decision(
-        project, release, field(data, "environment", str, required=True, max_len=64), current_user,
-        field(data, "decision", str, required=True, max_len=16),
-        field(data, "comment", str, max_len=decision_svc.MAX_COMMENT),
-        field(data, "bugs", list))
-    return {"decision": decision_svc.decision_json(decision)}, 201
+    data = parse(schemas.DecisionIn)
+    decision = decision_svc.record_decision(project, release, data.environment, current_user,
+                                            data.decision, data.comment, data.bugs)
+    return dump(schemas.DecisionEnvelope(decision=schemas.DecisionOut.of(decision))), 201
+
+
+def _environment(env: Any) -> dict[str, Any]:
+    state = svc.environment_state(env)
+    return dump(schemas.EnvironmentEnvelope(environment=schemas.EnvironmentOut.of(state)))
 
 
 @bp.post("/projects/<key>/environments/<name>/lock")
@@ -86,11 +82,9 @@ def decide(key: str, version: str) -> Any:
 @idempotent
 def lock(key: str, name: str) -> Any:
     """Lock an environment with a reason (`{"locked": false}` unlocks it); release or admin."""
-    data = body()
-    env = svc.set_lock(get_project(key), name, current_user,
-                       locked=field(data, "locked", bool, default=True),
-                       reason=field(data, "reason", str, max_len=svc.MAX_REASON))
-    return {"environment": svc.environment_json(env)}
+    data = parse(schemas.LockIn)
+    env = svc.set_lock(get_project(key), name, current_user, locked=data.locked, reason=data.reason)
+    return _environment(env)
 
 
 @bp.post("/projects/<key>/environments/<name>/freeze")
@@ -98,24 +92,25 @@ def lock(key: str, name: str) -> Any:
 @idempotent
 def freeze(key: str, name: str) -> Any:
     """Freeze an environment with a reason (`{"frozen": false}` thaws it); release or admin."""
-    data = body()
-    env = svc.set_freeze(get_project(key), name, current_user,
-                         frozen=field(data, "frozen", bool, default=True),
-                         reason=field(data, "reason", str, max_len=svc.MAX_REASON))
-    return {"environment": svc.environment_json(env)}
+    data = parse(schemas.FreezeIn)
+    env = svc.set_freeze(get_project(key), name, current_user, frozen=data.frozen,
+                         reason=data.reason)
+    return _environment(env)
+
+
+def _deployment(deployment: Any) -> dict[str, Any]:
+    return dump(schemas.DeploymentEnvelope(deployment=schemas.DeploymentOut.of(deployment)))
 
 
 @bp.get("/deployments/<int:deployment_id>")
 @api_auth("viewer")
 def show_deployment(deployment_id: int) -> Any:
     """One deployment with its job."""
-    return {"deployment": svc.deployment_json(svc.get_deployment(deployment_id))}
+    return _deployment(svc.get_deployment(deployment_id))
 
 
 def _unsigned() -> Any:
-    response = problem(401, f"Sign the body with the environment's webhook secret in "
-                            f"{SIGNATURE_HEADER} (sha256=<hex HMAC>), or send an API token of "
-                            f"someone who may deploy there.", code="unauthorized")
+    response = problem(401, svc.UNSIGNED, code="unauthorized")
     response.headers["WWW-Authenticate"] = 'Bearer realm="relapp"'
     return response
 
@@ -123,38 +118,28 @@ def _unsigned() -> Any:
 @bp.post("/deployments/<int:deployment_id>/status")
 def report(deployment_id: int) -> Any:
     """The CD system's (signed) or a person's (token) report that a deploy succeeded or failed."""
-    signature = request.headers.get(SIGNATURE_HEADER)
+    signature = request.headers.get(svc.SIGNATURE_HEADER)
+    report_in: schemas.StatusReportIn
     if signature is not None:
-        raw = request.get_data()
-        deployment = db.session.get(Deployment, deployment_id)
-        settings = (deployment.environment.driver or {}) if deployment is not None else {}
-        secret = settings.get("secret") if settings.get("kind") == "webhook" else None
-        # Fail closed: no webhook secret (or no such deployment) means no signature is valid.
-        if deployment is None or not isinstance(secret, str) or not verify(secret, raw, signature):
-            return _unsigned()
         try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise ServiceError("The request body must be a JSON object.", code="invalid_json")
-        attempt = field(data, "attempt", int, required=True)
-        actor: Any = f"cd:{deployment.environment.name}"
+            deployment, data = svc.accept_report(deployment_id, request.get_data(), signature)
+        except svc.Unsigned:
+            return _unsigned()
+        report_in = schemas.load(schemas.SignedStatusReportIn, data)
+        actor: Any = svc.report_actor(deployment)
     elif current_user.is_authenticated:
         deployment = svc.get_deployment(deployment_id)
         if not svc.may_deploy(current_user, deployment.environment):
             raise ServiceError(f"{current_user.username} ({current_user.role}) may not report on "
                                f"deploys to {deployment.environment.name}.", status=403,
                                code="forbidden")
-        data = body()
-        attempt = field(data, "attempt", int)
+        report_in = parse(schemas.StatusReportIn)
         actor = current_user._get_current_object()
     else:
         return _unsigned()
-    updated = svc.report_status(deployment, field(data, "status", str, required=True, max_len=16),
-                                attempt=attempt, message=field(data, "message", str),
-                                actor=actor)
-    return {"deployment": svc.deployment_json(updated)}
+    updated = svc.report_status(deployment, report_in.status, attempt=report_in.attempt,
+                                message=report_in.message, actor=actor)
+    return _deployment(updated)
 
 
 @bp.post("/deployments/<int:deployment_id>/cancel")
@@ -165,36 +150,18 @@ def cancel(deployment_id: int) -> Any:
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
         raise ServiceError("The request body must be a JSON object.", code="invalid_json")
-    deployment = svc.cancel(svc.get_deployment(deployment_id), current_user,
-                            reason=field(data, "reason", str, max_len=svc.MAX_REASON))
-    return {"deployment": svc.deployment_json(deployment)}
+    reason = schemas.load(schemas.CancelIn, data).reason
+    return _deployment(svc.cancel(svc.get_deployment(deployment_id), current_user, reason=reason))
 
 
 @bp.get("/jobs/<int:job_id>")
 @api_auth("viewer")
 def show_job(job_id: int) -> Any:
     """A job's state and its log lines (after `?after=SEQ`, at most `?limit=` lines)."""
-    job = db.session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"There is no job {job_id}.")
     after = _int_arg("after", 0) or 0
     limit = _int_arg("limit", LOG_LIMIT_MAX, low=1, high=LOG_LIMIT_MAX) or LOG_LIMIT_MAX
-    found = lines(job_id, after)
-    data = svc.job_json(job) or {}
-    deployment = db.session.scalar(select(Deployment.id).where(Deployment.job_id == job_id))
-    data["deployment_id"] = deployment
-    data["lines"] = [{"seq": row.seq, "at": row.at.isoformat(), "line": row.line}
-                     for row in found[:limit]]
-    data["more"] = len(found) > limit
-    return {"job": data}
-
-
-def _audit_json(event: AuditEvent, projects: dict[int, str]) -> dict[str, Any]:
-    return {"id": event.id, "at": event.at.isoformat(), "actor": event.actor,
-            "action": event.action,
-            "project": projects.get(event.project_id) if event.project_id else None,
-            "target": event.target, "before": event.before, "after": event.after,
-            "detail": event.detail}
+    page = job_log(job_id, after=after, limit=limit)
+    return dump(schemas.JobEnvelope(job=schemas.JobWithLog.of_page(page)))
 
 
 @bp.get("/audit")
@@ -222,7 +189,8 @@ def audit_events() -> Any:
         from urllib.parse import urlencode
 
         following = "/api/v1/audit?" + urlencode({**args, "before_id": page.next_before})
-    return {"events": [_audit_json(e, page.projects) for e in page.events], "next": following}
+    return dump(schemas.AuditPage(
+        events=[schemas.AuditEventOut.of(e, page.projects) for e in page.events], next=following))
 
 
 def _op(summary: str, *, ok: str = "200", params: list[str] | None = None,
@@ -246,46 +214,31 @@ def _op(summary: str, *, ok: str = "200", params: list[str] | None = None,
     return op
 
 
-_REASON = {"type": ["string", "null"], "maxLength": svc.MAX_REASON}
-
 PATHS.update({
     "/api/v1/projects/{project}/environments": {
         "get": _op("Environments: current version, who deployed it and when, lock, freeze, drift",
                    params=["project"])},
     "/api/v1/projects/{project}/releases/{version}/deployments": {
         "post": _op("Deploy a release to an environment (202 queued, or 409 with the reasons)",
-                    ok="202", params=["project", "version"], body_schema={
-                        "type": "object", "required": ["environment"],
-                        "properties": {"environment": {"type": "string"},
-                                       "rollback_reason": _REASON, "freeze_reason": _REASON}})},
+                    ok="202", params=["project", "version"], body_schema={"$ref": "#/components/schemas/DeployIn"})},
     "/api/v1/projects/{project}/releases/{version}/decisions": {
-        "post": _op("Record a go or no-go", ok="201", params=["project", "version"], body_schema={
-            "type": "object", "required": ["environment", "decision"],
-            "properties": {"environment": {"type": "string"},
-                           "decision": {"enum": ["go", "no-go"]},
-                           "comment": {"type": ["string", "null"]},
-                           "bugs": {"type": ["array", "null"], "items": {"type": "string"}}}})},
+        "post": _op("Record a go or no-go", ok="201", params=["project", "version"],
+                    body_schema={"$ref": "#/components/schemas/DecisionIn"})},
     "/api/v1/projects/{project}/environments/{environment}/lock": {
         "post": _op("Lock or unlock an environment (release or admin)",
-                    params=["project", "environment"], body_schema={
-                        "type": "object", "properties": {"locked": {"type": "boolean"},
-                                                         "reason": _REASON}})},
+                    params=["project", "environment"], body_schema={"$ref": "#/components/schemas/LockIn"})},
     "/api/v1/projects/{project}/environments/{environment}/freeze": {
         "post": _op("Freeze or thaw an environment (release or admin)",
-                    params=["project", "environment"], body_schema={
-                        "type": "object", "properties": {"frozen": {"type": "boolean"},
-                                                         "reason": _REASON}})},
+                    params=["project", "environment"], body_schema={"$ref": "#/components/schemas/FreezeIn"})},
     "/api/v1/deployments/{id}": {"get": _op("One deployment", params=["id"])},
     "/api/v1/deployments/{id}/status": {
         "post": _op("Report a deploy's end: signed by the CD system (X-Relapp-Signature-256) or "
                     "with the token of someone who may deploy there", params=["id"],
-                    security=[{}, {"bearer": []}], body_schema={
-                        "type": "object", "required": ["status"],
-                        "properties": {"status": {"enum": ["succeeded", "failed"]},
-                                       "attempt": {"type": "integer"},
-                                       "message": {"type": ["string", "null"]}}})},
+                    security=[{}, {"bearer": []}], body_schema={"oneOf": [
+                        {"$ref": "#/components/schemas/SignedStatusReportIn"}, {"$ref": "#/components/schemas/StatusReportIn"}]})},
     "/api/v1/deployments/{id}/cancel": {
-        "post": _op("Cancel a deployment (its requester, release or admin)", params=["id"])},
+        "post": _op("Cancel a deployment (its requester, release or admin)", params=["id"],
+                    body_schema={"$ref": "#/components/schemas/CancelIn"})},
     "/api/v1/jobs/{id}": {"get": _op("A job's state and log", params=["id"],
                                      query=["after", "limit"])},
     "/api/v1/jobs/{id}/stream": {"get": _op("A job's log and status as Server-Sent Events",
