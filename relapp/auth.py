@@ -9,22 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Flask, abort, request
 from flask_login import current_user
 
-from .domain.pipeline import Role
 from .extensions import login_manager
 from .services import accounts
+from .services.accounts import has_role  # the role rule, re-exported for the views
 
 if TYPE_CHECKING:
     from .models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-ROLE_RANK = {role.value: rank for rank, role in enumerate(Role)}  # Role lists the lowest first
-
-
-def has_role(user: Any, minimum: str) -> bool:
-    """True when the user's role is at least `minimum` in viewer < qa < engineer < release < admin."""
-    role = getattr(user, "role", None)
-    return role in ROLE_RANK and ROLE_RANK[role] >= ROLE_RANK[minimum]
 
 
 def user_from_token(header: str | None) -> User | None:

@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
-from flask_login import current_user
 from jinja2_fragments.flask import render_block
-
-from .auth import has_role
 
 NAV = (("board.index", "Board"), ("environments.index", "Environments"), ("train.index", "Train"),
        ("audit.index", "Audit"), ("users.me", "Me"))
@@ -76,7 +73,6 @@ def init_app(app: Flask) -> None:
         return {
             "nav_links": nav,
             "demo_mode": current_app.config["RELAPP_DEMO"],
-            "can": lambda role: current_user.is_authenticated and has_role(current_user, role),
         }
 
     @app.after_request

@@ -32,7 +32,7 @@ def release_href(project_key: str, version: str, since: str | None = None) -> st
 @login_required
 def index() -> Any:
     """Per environment: version, since when, by whom, QA state, lock, drift, and what the next lacks."""
-    page = environments_page(request.args.get("project"))
+    page = environments_page(request.args.get("project"), actor=current_user)
     return render_page("environments/index.html", "environments", page=page, project=page.project)
 
 
@@ -52,7 +52,7 @@ def _change(project_key: str, env_name: str, what: str) -> Any:
         message = f"{env.name} is frozen: {env.freeze_reason}" if env.frozen else f"{env.name} is unfrozen."
     if request.htmx:
         html = render_template("environments/_env.html", project=project,
-                               row=environment_row(project, env.name))
+                               row=environment_row(project, env.name, actor=current_user))
         return make_response(html, trigger="environments-changed")
     flash(message, "success")
     return redirect(url_for("environments.index", project=project.key), code=303)

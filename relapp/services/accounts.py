@@ -1,16 +1,27 @@
-"""Users and API tokens: who may sign in (by password, session or API token), and the tokens a
-user makes and revokes."""
+"""Users and API tokens: who may sign in (by password, session or API token), what a role allows,
+and the tokens a user makes and revokes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
 
+from ..domain.pipeline import Role
 from ..exceptions import NotFound, ServiceError
 from ..extensions import db, get_passwords
 from ..models import ROLES, ApiToken, User, utcnow
 from ..security import new_token, token_hash
 from . import audit
+
+ROLE_RANK = {role.value: rank for rank, role in enumerate(Role)}  # Role lists the lowest first
+
+
+def has_role(user: Any, minimum: str) -> bool:
+    """True when the user's role is at least `minimum` in viewer < qa < engineer < release < admin."""
+    role = getattr(user, "role", None)
+    return role in ROLE_RANK and ROLE_RANK[role] >= ROLE_RANK[minimum]
 
 
 def may_sign_in(user: User | None) -> bool:

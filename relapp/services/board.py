@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import Job, Project, Release
 from . import deployments as deploys
+from .accounts import has_role
 from .cards import Card, card_for, current_releases, newest_lines
 from .projects import pick_project, projects
 from .train_report import next_cut
@@ -87,14 +88,16 @@ class BoardPage:
     columns: list[Column]
     show_all: bool
     next_cut: datetime | None
+    can_cut: bool  # may the viewer cut a release
 
 
 def board_page(project_key: str | None, *, actor: Any = None, show_all: bool = False) -> BoardPage:
     """The board of the project named in ?project= (else the first project; None when none)."""
     project = pick_project(project_key)
+    can_cut = has_role(actor, "engineer")
     if project is None:
         return BoardPage(project=None, projects=projects(), columns=[], show_all=show_all,
-                         next_cut=None)
+                         next_cut=None, can_cut=can_cut)
     return BoardPage(project=project, projects=projects(),
                      columns=board(project, actor=actor, show_all=show_all), show_all=show_all,
-                     next_cut=next_cut(project)[0])
+                     next_cut=next_cut(project)[0], can_cut=can_cut)

@@ -19,6 +19,7 @@ from ..extensions import db
 from ..models import Deployment, Environment, Job, JobLogLine, Project, Release, User
 from . import deployments as deploys
 from . import releases as rel
+from .accounts import has_role
 from .projects import get_environment
 
 # Progress printed by deploy scripts as "[2/4] ..." or "step 2/4: ...".
@@ -136,9 +137,8 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     authenticated = actor is not None and getattr(actor, "is_authenticated", True)
     can_deploy = bool(authenticated and next_env and deploys.may_deploy(actor, by_name[next_env]))
     can_decide = bool(authenticated and current_env and may_decide(actor, by_name[current_env]))
-    role = getattr(actor, "role", None) if authenticated else None
     tagged = release.state == "tagged"
-    can_hotfix = role in ("engineer", "release", "admin") and tagged
+    can_hotfix = bool(authenticated and has_role(actor, "engineer") and tagged)
     # Work goes out only from a tagged release with nothing of it in flight.
     idle = tagged and active is None
     return Card(release=release, stage=stage, qa_state=qa, bugs=bugs,

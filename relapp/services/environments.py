@@ -4,6 +4,7 @@ drift, any deploy in progress, and what the next environment does not run yet.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -12,6 +13,7 @@ from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Environment, Project, Release
 from . import releases as release_service
+from .accounts import has_role
 from .deployments import active_deployment, current_deployment
 from .projects import pick_project, projects
 
@@ -48,6 +50,7 @@ class EnvRow:
     active: Deployment | None
     drift: str | None
     behind: Behind | None
+    can_change: bool = False  # may the viewer lock, unlock, freeze or unfreeze it
 
 
 @dataclass
@@ -98,10 +101,11 @@ def _behind(project: Project, here: Deployment | None, nxt: Environment, there: 
     return result
 
 
-def environments_overview(project: Project) -> list[EnvRow]:
+def environments_overview(project: Project, actor: Any = None) -> list[EnvRow]:
     """Per environment in promotion order: what runs, since when, by whom, its decision, lock,
     freeze, drift, any deploy in progress, and what the next environment lacks."""
     envs = list(project.environments)
+    can_change = has_role(actor, "release")
     currents = [current_deployment(env) for env in envs]
     rows = []
     for index, env in enumerate(envs):
@@ -112,17 +116,18 @@ def environments_overview(project: Project) -> list[EnvRow]:
         rows.append(EnvRow(
             env=env, current=current,
             decision=latest_decision(current.release, env) if current else None,
-            active=active_deployment(env), drift=drift_of(env, current), behind=behind))
+            active=active_deployment(env), drift=drift_of(env, current), behind=behind,
+            can_change=can_change))
     return rows
 
 
-def environment_row(project: Project, env_name: str) -> EnvRow:
+def environment_row(project: Project, env_name: str, actor: Any = None) -> EnvRow:
     """One environment's row, as the page shows it (after a lock or freeze changed it)."""
-    return next(row for row in environments_overview(project) if row.env.name == env_name)
+    return next(row for row in environments_overview(project, actor) if row.env.name == env_name)
 
 
-def environments_page(project_key: str | None) -> EnvironmentsPage:
+def environments_page(project_key: str | None, actor: Any = None) -> EnvironmentsPage:
     """The page of the project named in ?project= (else the first project; None when none)."""
     project = pick_project(project_key)
     return EnvironmentsPage(project=project, projects=projects(),
-                            rows=environments_overview(project) if project else [])
+                            rows=environments_overview(project, actor) if project else [])

@@ -53,6 +53,16 @@ def test_htmx_asks_for_the_board_fragment_only(app, released):
     assert "<html" in full.get_data(as_text=True) and "HX-Request" in full.headers["Vary"]
 
 
+def test_the_board_url_gives_the_whole_page_to_history_restores_boosts_and_other_targets(app, released):
+    client = signed_in(app, "vic")
+    for headers in ({**HX, "HX-History-Restore-Request": "true"}, {**HX, "HX-Target": "panel"},
+                    {**HX, "HX-Boosted": "true", "HX-Target": "board"}):
+        response = client.get("/?project=demo", headers=headers)
+        assert response.status_code == 200
+        assert "<html" in response.get_data(as_text=True), headers
+        assert "HX-Request" in response.vary and "HX-Target" in response.vary
+
+
 def test_cut_button_cuts_for_an_engineer_and_is_refused_to_a_viewer(app, released):
     released.commit_on_main("services/search/new.txt", "x\n", "feat(search): fuzzy matching (#1001)")
     viewer = signed_in(app, "vic")

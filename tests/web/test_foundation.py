@@ -129,6 +129,14 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, people):
     assert client.get("/").status_code == 302
 
 
+def test_every_answer_varies_on_htmx_headers(app, people):
+    client = app.test_client()
+    answers = [client.get("/"), client.get("/login"), client.get("/no/such/page"),
+               client.get("/login", headers={"HX-Request": "true"})]
+    for response in answers:
+        assert "HX-Request" in response.vary, response.status_code
+
+
 def test_session_cookie_flags(app, people):
     client = app.test_client()
     response = login(client, "ada")
