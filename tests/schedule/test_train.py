@@ -6,14 +6,25 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from sqlalchemy import func, select
 
 from relapp.extensions import db, get_queue
+from relapp.joblog import lines
 from relapp.jobs import schedule as jobs
-from relapp.models import AuditEvent, Deployment, Environment, Project, Release, TrainRun, utcnow
+from relapp.models import (
+    AuditEvent,
+    Deployment,
+    Environment,
+    Job,
+    Project,
+    Release,
+    TrainRun,
+    utcnow,
+)
 from relapp.services import train
 from tests.engine.conftest import work_queue
 
@@ -259,3 +270,33 @@ def test_a_real_burst_worker_runs_a_due_slot_in_its_forked_work_horse(app, demo_
     deployment = db.session.scalar(select(Deployment))
     assert deployment.environment.name == "qa" and deployment.status == "succeeded"
     assert demo_project.remote_tag("v1.3.0") is not None
+
+
+def test_the_train_goes_on_once_when_the_tag_job_ends_whoever_asks(app, demo_project):
+    project = set_train("* * * * *")
+    slot = current_slot(project)
+    db.session.rollback()
+    result = jobs.train_tick(project.id, slot.isoformat())  # the tag job waits in the queue
+    assert result["outcome"] == "tagging" and result["deployment_id"] is None
+    release_id = result["release_id"]
+    db.session.rollback()
+    assert train.after_cut(release_id, tag_job_ended=False) is None  # still tagging: wait for it
+    assert run_row(project, slot).outcome == "tagging"
+
+    queue = get_queue()
+    SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=1)
+    db.session.rollback()
+    run = run_row(project, slot)
+    assert run.outcome == "cut" and "queued its deploy to qa" in run.detail
+    tag_job = db.session.scalar(select(Job).where(Job.release_id == release_id, Job.kind == "tag_release"))
+    assert tag_job.status == "succeeded"
+    assert any(line.line.startswith("release train: ") and "queued its deploy to qa" in line.line
+               for line in lines(tag_job.id))
+    # A second delivery of the tag job, or anyone else asking, finds no run waiting.
+    assert train.after_cut(release_id) is None
+    assert db.session.scalar(select(func.count()).select_from(Deployment)) == 1
+
+
+def test_jobs_run_only_in_the_app_context_the_worker_pushed():
+    with pytest.raises(RuntimeError, match="worker.py"):
+        jobs.train_tick(1, "2026-01-05T09:00:00+00:00")
