@@ -58,6 +58,10 @@ def _sign(n: int) -> int:
 
 
 @given(loose_versions, loose_versions)
+@example(Version(1, 0, 0, "rc.10"), Version(1, 0, 0, "rc.9"))  # numbers by value, not by text
+@example(Version(1, 0, 0, "rc.010"), Version(1, 0, 0, "rc.9"))
+@example(Version(1, 0, 0, "rc.1"), Version(1, 0, 0, "rc.a"))  # numbers below words
+@example(Version(1, 0, 0, "rc"), Version(1, 0, 0))  # a pre-release below its release
 def test_precedence_orders_exactly_like_semver_compare(a: Version, b: Version) -> None:
     ka, kb = precedence(a), precedence(b)
     assert _sign(a.compare(b)) == (ka > kb) - (ka < kb)
@@ -348,6 +352,15 @@ _files = st.lists(
 
 @settings(max_examples=150)
 @given(st.lists(st.tuples(messages, _files, st.booleans()), max_size=12))
+@example(
+    [
+        ("feat(api)!: drop v1 (#4)", ("services/api/a.py", "lib/l.py"), False),
+        ("fix: y\n\nBREAKING CHANGE: z", ("web/x.ts",), False),
+        ("perf: faster ABC-1 and ABC-1", ("webx/y",), False),
+        ("Merge pull request #5 from org/x", (), True),
+        ("docs: d", ("docs/d.md",), False),
+    ]
+)
 def test_build_changelog_matches_per_commit_parsing_and_grouping(
     specs: list[tuple[str, tuple[str, ...], bool]],
 ) -> None:
