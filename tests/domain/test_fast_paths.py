@@ -38,18 +38,18 @@ from relapp.domain.versioning import (
     version_key,
 )
 
+from .strategies import GLUED_PRE, alnum_ids, dotted, numeric_ids
+
 # --------------------------------------------------------------------------- versions
 
 small = st.integers(min_value=0, max_value=4)
-numeric_id = st.integers(min_value=0, max_value=12).map(str)
+numeric_id = numeric_ids(12)
 padded_id = st.from_regex(r"0[0-9]{1,3}", fullmatch=True)  # leading zeros: Version allows them
 long_id = st.from_regex(r"[1-9][0-9]{25,40}", fullmatch=True)  # beyond 64-bit integers
-alnum_id = st.from_regex(r"[0-9A-Za-z-]*[A-Za-z-][0-9A-Za-z-]*", fullmatch=True).filter(
-    lambda s: 0 < len(s) <= 6
-)
+alnum_id = alnum_ids(6)
 any_id = numeric_id | padded_id | long_id | alnum_id
-pre = st.none() | st.just("") | st.lists(any_id, min_size=1, max_size=4).map(".".join)
-build = st.none() | st.lists(alnum_id | numeric_id, min_size=1, max_size=2).map(".".join)
+pre = st.none() | st.just("") | dotted(any_id, 4)
+build = st.none() | dotted(alnum_id | numeric_id, 2)
 loose_versions = st.builds(Version, small, small, small, pre, build)
 
 
@@ -126,15 +126,14 @@ def test_inventory_versions_and_conflicts_match_the_semver_reference(tags: list[
         assert [t.name for t in inv.tags_for(v)] == expect
 
 
-semver_pre = st.none() | st.lists(numeric_id | alnum_id, min_size=1, max_size=3).map(".".join)
-_GLUED = re.compile(r"(?:rc|alpha|beta|pre)\d+", re.IGNORECASE)
+semver_pre = st.none() | dotted(numeric_id | alnum_id, 3)
 
 
 @given(st.builds(Version, small, small, small, semver_pre, build))
 def test_canonical_tags_read_like_version_parse(v: Version) -> None:
     name = format_tag(v, RULES)
     got = classify(TagRef(name, "a" * 40, True, 0), RULES)
-    if v.prerelease and _GLUED.fullmatch(v.prerelease):
+    if v.prerelease and GLUED_PRE.fullmatch(v.prerelease):
         assert got.status is TagStatus.LEGACY  # `rc1` is read as `rc.1` (see _match)
         return
     assert got.status is TagStatus.CANONICAL
