@@ -47,6 +47,8 @@ class Config:
                              f"not {self.RELAPP_ENV!r}")
         self.RELAPP_PRODUCTION = self.RELAPP_ENV == PRODUCTION
 
+        # The instance folder (SQLite, the embedded Redis, the secret key, clones); None: ./instance.
+        self.RELAPP_INSTANCE = text("RELAPP_INSTANCE")
         # Kept in the instance folder when not given (see relapp.create_app).
         self.SECRET_KEY = text("SECRET_KEY")
         # None means SQLite in the instance folder.

@@ -57,10 +57,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, extensions, blueprints, error handlers and CLI commands."""
-    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("RELAPP_INSTANCE")
+    settings = Config()
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or settings.RELAPP_INSTANCE
     app = Flask(__name__, instance_relative_config=True,
                 instance_path=str(Path(instance_path).resolve()) if instance_path else None)
-    app.config.from_object(Config())
+    app.config.from_object(settings)
     if test_config:
         app.config.update(test_config)
     instance = Path(app.instance_path)

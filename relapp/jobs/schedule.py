@@ -10,7 +10,6 @@ safe to run twice: a train slot is claimed in the database, a drift check just l
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,15 +22,9 @@ from . import job_context
 
 log = logging.getLogger(__name__)
 
-DRIFT_INTERVAL = 300
-
 
 def _drift_interval() -> int:
-    value = current_app.config.get("RELAPP_DRIFT_INTERVAL") or os.environ.get("RELAPP_DRIFT_INTERVAL")
-    try:
-        return max(30, int(value)) if value not in (None, "") else DRIFT_INTERVAL
-    except (TypeError, ValueError):
-        return DRIFT_INTERVAL
+    return int(current_app.config["RELAPP_DRIFT_INTERVAL"])
 
 
 def next_drift_slot(now: datetime, interval: int) -> datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,27 +46,16 @@ class Unsigned(ServiceError):
 # -- settings ---------------------------------------------------------------------------------
 
 
-def setting(name: str, default: float) -> float:
-    """A numeric setting from the app config, else the environment, else the default."""
-    value = current_app.config.get(name)
-    if value is None:
-        value = os.environ.get(name)
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
 def lease_seconds() -> float:
     """How long a running deploy's lease lasts between heartbeats (RELAPP_LEASE_SECONDS)."""
-    return max(1.0, setting("RELAPP_LEASE_SECONDS", 60))
+    return max(1.0, float(current_app.config["RELAPP_LEASE_SECONDS"]))
 
 
 def wait_seconds(driver_kind: str) -> float:
     """How long a handed-off deploy may wait for its report (webhook: 1 h, manual: 1 day)."""
     if driver_kind == "manual":
-        return setting("RELAPP_MANUAL_WAIT_SECONDS", 24 * 3600)
-    return setting("RELAPP_WEBHOOK_WAIT_SECONDS", 3600)
+        return float(current_app.config["RELAPP_MANUAL_WAIT_SECONDS"])
+    return float(current_app.config["RELAPP_WEBHOOK_WAIT_SECONDS"])
 
 
 # -- reads ------------------------------------------------------------------------------------

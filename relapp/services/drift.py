@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,7 +39,6 @@ from . import audit
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 5.0
 MAX_BODY_BYTES = 64 * 1024
 DRIFT_ACTION = "environment.drift"
 ACTOR = "relapp-drift"
@@ -82,17 +80,9 @@ class CheckFailed(Exception):
 # -- settings ---------------------------------------------------------------------------------
 
 
-def _setting(name: str) -> Any:
-    value = current_app.config.get(name)
-    return os.environ.get(name) if value in (None, "") else value
-
-
 def timeout_seconds() -> float:
     """The whole-check timeout (RELAPP_DRIFT_TIMEOUT, default 5 s)."""
-    try:
-        return max(0.05, float(_setting("RELAPP_DRIFT_TIMEOUT") or TIMEOUT_SECONDS))
-    except (TypeError, ValueError):
-        return TIMEOUT_SECONDS
+    return max(0.05, float(current_app.config["RELAPP_DRIFT_TIMEOUT"]))
 
 
 def allowed_hosts(env: Environment) -> list[str]:
@@ -102,7 +92,7 @@ def allowed_hosts(env: Environment) -> list[str]:
     configured = (env.driver or {}).get("allow_hosts")
     if isinstance(configured, list | tuple):
         hosts.extend(h for h in configured if isinstance(h, str) and h.strip())
-    extra = _setting("RELAPP_ALLOW_HOSTS")
+    extra = current_app.config.get("RELAPP_ALLOW_HOSTS")
     if isinstance(extra, str):
         hosts.extend(h.strip() for h in extra.split(",") if h.strip())
     elif isinstance(extra, list | tuple):

@@ -76,9 +76,9 @@ def record_deploy(env: Environment, version: str) -> None:
 
 
 @pytest.fixture
-def allowed(monkeypatch: pytest.MonkeyPatch, version_server: tuple[str, Answer]) -> tuple[str, Answer]:
+def allowed(app: Any, version_server: tuple[str, Answer]) -> tuple[str, Answer]:
     host, answer = version_server
-    monkeypatch.setenv("RELAPP_ALLOW_HOSTS", f"example.invalid, {host}")
+    app.config["RELAPP_ALLOW_HOSTS"] = f"example.invalid, {host}"
     return host, answer
 
 
@@ -177,9 +177,9 @@ def test_an_error_keeps_the_last_seen_version_and_the_drift_state(app, demo_proj
 
 @pytest.mark.parametrize("allow", [None, "driver"])
 def test_an_internal_target_without_allowance_is_blocked_before_any_request(app, demo_project, version_server,
-                                                                            monkeypatch, allow):
+                                                                            allow):
     host, answer = version_server
-    monkeypatch.delenv("RELAPP_ALLOW_HOSTS", raising=False)
+    app.config["RELAPP_ALLOW_HOSTS"] = ""
     env = qa(app, f"http://{host}/version")
     if allow == "driver":
         # A webhook driver's allow_hosts also covers the version URL; here it names another host.
@@ -195,9 +195,9 @@ def test_an_internal_target_without_allowance_is_blocked_before_any_request(app,
         assert "blocked" in result.error, url
 
 
-def test_a_webhook_drivers_allow_hosts_admits_the_version_url(app, demo_project, version_server, monkeypatch):
+def test_a_webhook_drivers_allow_hosts_admits_the_version_url(app, demo_project, version_server):
     host, _answer = version_server
-    monkeypatch.delenv("RELAPP_ALLOW_HOSTS", raising=False)
+    app.config["RELAPP_ALLOW_HOSTS"] = ""
     env = qa(app, f"http://{host}/version")
     env.driver = {"kind": "webhook", "url": "https://cd.example.com/hook", "secret": "s", "allow_hosts": [host]}
     db.session.commit()
