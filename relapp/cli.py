@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from .domain.pipeline import Role
 from .exceptions import ServiceError
 from .extensions import db
 from .models import User
@@ -59,7 +60,7 @@ def _schedule_trains() -> None:
 
 @users_group.command("create")
 @click.argument("username")
-@click.option("--role", default="viewer", show_default=True)
+@click.option("--role", default=Role.VIEWER.value, show_default=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def users_create(username: str, role: str, password: str) -> None:
     """Create a user."""

@@ -56,7 +56,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     display_name: Mapped[str] = mapped_column(String(120), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value)
     slack_user_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

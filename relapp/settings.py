@@ -239,8 +239,8 @@ def _environments(check: _Checker, raw: Any, path: str) -> tuple[EnvironmentSett
         names.append(name)
         envs.append(EnvironmentSettings(
             name=name, requires_go_from=requires,
-            deploy_roles=check.roles(table, "deploy_roles", epath, ("engineer", "release", "admin")),
-            decide_roles=check.roles(table, "decide_roles", epath, ("qa", "release", "admin")),
+            deploy_roles=check.roles(table, "deploy_roles", epath, (Role.ENGINEER, Role.RELEASE, Role.ADMIN)),
+            decide_roles=check.roles(table, "decide_roles", epath, (Role.QA, Role.RELEASE, Role.ADMIN)),
             separation_of_duties=sod, driver=dict(driver), version_url=version_url))
     return tuple(envs)
 

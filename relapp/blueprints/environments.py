@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from htmx_flask import make_response
 
 from ..auth import role_required
+from ..domain.pipeline import Role
 from ..exceptions import ServiceError
 from ..services import deployments
 from ..services.environments import environment_row, environments_page
@@ -60,7 +61,7 @@ def _change(project_key: str, env_name: str, what: str) -> Any:
 
 @bp.post("/environments/<project_key>/<env_name>/lock")
 @login_required
-@role_required("release")
+@role_required(Role.RELEASE)
 def lock(project_key: str, env_name: str) -> Any:
     """Lock (with a reason) or unlock an environment; release managers and admins only."""
     return _change(project_key, env_name, "lock")
@@ -68,7 +69,7 @@ def lock(project_key: str, env_name: str) -> Any:
 
 @bp.post("/environments/<project_key>/<env_name>/freeze")
 @login_required
-@role_required("release")
+@role_required(Role.RELEASE)
 def freeze(project_key: str, env_name: str) -> Any:
     """Freeze (with a reason) or unfreeze an environment; release managers and admins only."""
     return _change(project_key, env_name, "freeze")

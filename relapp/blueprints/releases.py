@@ -13,6 +13,7 @@ from htmx_flask import make_response
 
 from ..auth import role_required
 from ..domain import changelog as cl
+from ..domain.pipeline import Role
 from ..services import cards
 from ..services import releases as svc
 from ..services import releases_read as read
@@ -44,14 +45,14 @@ def _queued(release: Any, job: Any, message: str) -> Response:
 # --- cut -------------------------------------------------------------------------------------
 
 @bp.get("/releases/<project>/cut")
-@role_required("engineer")
+@role_required(Role.ENGINEER)
 def new(project: str) -> Any:
     """The form that cuts a release from main."""
     return render_page("releases/cut.html", "panel", project=get_project(project))
 
 
 @bp.post("/releases/<project>")
-@role_required("engineer")
+@role_required(Role.ENGINEER)
 def create(project: str) -> Any:
     """Cut a release from main: the version is allocated now, the tag is made by a job."""
     bump = "major" if request.form.get("major") else None
@@ -170,7 +171,7 @@ def decide(project: str, version: str) -> Any:
 # --- hotfix ----------------------------------------------------------------------------------
 
 @bp.get("/releases/<project>/<version>/hotfix")
-@role_required("engineer")
+@role_required(Role.ENGINEER)
 def hotfix_form(project: str, version: str) -> Any:
     """The start-hotfix form, with the fix commits on main since the release to pick from."""
     proj = get_project(project)
@@ -179,7 +180,7 @@ def hotfix_form(project: str, version: str) -> Any:
 
 
 @bp.post("/releases/<project>/<version>/hotfixes")
-@role_required("engineer")
+@role_required(Role.ENGINEER)
 def hotfix(project: str, version: str) -> Any:
     """Start a hotfix on the release's line: cherry-pick chosen commits, or tag the branch head."""
     proj = get_project(project)

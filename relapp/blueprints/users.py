@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..auth import has_role
+from ..domain.pipeline import Role
 from ..exceptions import ServiceError
 from ..services import accounts
 
@@ -15,7 +16,7 @@ bp = Blueprint("users", __name__)
 
 
 def _page(new_token: str | None = None, new_name: str | None = None) -> Any:
-    users = accounts.all_users() if has_role(current_user, "admin") else []
+    users = accounts.all_users() if has_role(current_user, Role.ADMIN) else []
     html = render_template("users/me.html", tokens=accounts.tokens_of(current_user), users=users,
                            new_token=new_token, new_name=new_name)
     # The page may carry a fresh token: keep it out of every cache.

@@ -113,7 +113,7 @@ def create_token(username: str, name: str = "", *, actor: User | str | None = "c
 def revoke_token(user: User, token_id: int) -> ApiToken:
     """Revoke one of the user's API tokens (an admin may revoke anyone's); audited, idempotent."""
     row = db.session.get(ApiToken, token_id)
-    if row is None or (row.user_id != user.id and user.role != "admin"):
+    if row is None or (row.user_id != user.id and user.role != Role.ADMIN):
         raise NotFound(f"You have no API token {token_id}.")
     if row.revoked_at is None:
         row.revoked_at = utcnow()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from ..domain.pipeline import Role
 from ..extensions import db
 from ..models import Job, Project, Release
 from . import deployments as deploys
@@ -94,7 +95,7 @@ class BoardPage:
 def board_page(project_key: str | None, *, actor: Any = None, show_all: bool = False) -> BoardPage:
     """The board of the project named in ?project= (else the first project; None when none)."""
     project = pick_project(project_key)
-    can_cut = has_role(actor, "engineer")
+    can_cut = has_role(actor, Role.ENGINEER)
     if project is None:
         return BoardPage(project=None, projects=projects(), columns=[], show_all=show_all,
                          next_cut=None, can_cut=can_cut)

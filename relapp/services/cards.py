@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..domain import changelog as cl
 from ..domain import pipeline
+from ..domain.pipeline import Role
 from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import Deployment, Environment, Job, JobLogLine, Project, Release, User
@@ -62,7 +63,7 @@ class Card:
 def may_decide(user: Any, env: Environment) -> bool:
     """True when the user's role may decide on releases in the environment."""
     role = getattr(user, "role", None)
-    return role == "admin" or role in (env.decide_roles or ())
+    return role == Role.ADMIN or role in (env.decide_roles or ())
 
 
 def current_releases(project: Project) -> dict[str, int]:
@@ -138,7 +139,7 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     can_deploy = bool(authenticated and next_env and deploys.may_deploy(actor, by_name[next_env]))
     can_decide = bool(authenticated and current_env and may_decide(actor, by_name[current_env]))
     tagged = release.state == "tagged"
-    can_hotfix = bool(authenticated and has_role(actor, "engineer") and tagged)
+    can_hotfix = bool(authenticated and has_role(actor, Role.ENGINEER) and tagged)
     # Work goes out only from a tagged release with nothing of it in flight.
     idle = tagged and active is None
     return Card(release=release, stage=stage, qa_state=qa, bugs=bugs,

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain import pipeline
+from ..domain.pipeline import Role
 from ..drivers import verify
 from ..drivers.webhook import SIGNATURE_HEADER
 from ..exceptions import Conflict, Forbidden, NotFound, ServiceError
@@ -137,7 +138,7 @@ def actor_of(user: User) -> pipeline.Actor:
 
 def may_deploy(user: User, env: Environment) -> bool:
     """True when the user's role may deploy to the environment (admins always may)."""
-    return user.role == "admin" or user.role in (env.deploy_roles or ())
+    return user.role == Role.ADMIN or user.role in (env.deploy_roles or ())
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) ->
     """Cancel a queued or waiting deploy at once, or ask a running one to stop (a database flag)."""
     release = deployment.release
     mine = deployment.requested_by_id == actor.id
-    if not (mine or actor.role in ("release", "admin")):
+    if not (mine or actor.role in (Role.RELEASE, Role.ADMIN)):
         raise Forbidden(f"Only {deployment.requested_by.username if deployment.requested_by else 'its requester'} "
                         f"or a release manager or admin may cancel deployment {deployment.id}.")
     if deployment.status not in ACTIVE:
@@ -431,7 +432,7 @@ def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) ->
 
 
 def _guard_admin(actor: User, what: str, env: Environment) -> None:
-    if actor.role not in ("release", "admin"):
+    if actor.role not in (Role.RELEASE, Role.ADMIN):
         raise Forbidden(f"Only a release manager or an admin may {what} {env.name}; you are "
                         f"{actor.role}.")
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..domain import changelog as cl
+from ..domain.pipeline import Role
 from ..exceptions import ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Environment, Project, Release
@@ -105,7 +106,7 @@ def environments_overview(project: Project, actor: Any = None) -> list[EnvRow]:
     """Per environment in promotion order: what runs, since when, by whom, its decision, lock,
     freeze, drift, any deploy in progress, and what the next environment lacks."""
     envs = list(project.environments)
-    can_change = has_role(actor, "release")
+    can_change = has_role(actor, Role.RELEASE)
     currents = [current_deployment(env) for env in envs]
     rows = []
     for index, env in enumerate(envs):

@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..domain.pipeline import Role
 from ..exceptions import Conflict, ServiceError
 from ..extensions import db, write_transaction
 from ..models import Environment, Project, Release, TrainRun, User, utcnow
@@ -182,7 +183,7 @@ def _system_actor() -> User:
     `request_deploy` takes a User; this one has no id, so the deployment and its job record no
     requester and the audit event names `relapp-train`.
     """
-    return User(username=ACTOR, display_name="relapp release train", role="admin", active=True)
+    return User(username=ACTOR, display_name="relapp release train", role=Role.ADMIN, active=True)
 
 
 def tick(project_id: int, slot: datetime) -> TickResult:

@@ -18,6 +18,7 @@ from flask_login import current_user
 from pydantic import BaseModel
 
 from ...auth import has_role
+from ...domain.pipeline import Role
 from ...errors import problem
 from ...exceptions import ServiceError
 from ...extensions import csrf
@@ -34,7 +35,7 @@ B = TypeVar("B", bound=BaseModel)
 PATHS: dict[str, dict[str, Any]] = {}
 
 
-def api_auth(minimum: str = "viewer") -> Callable[[F], F]:
+def api_auth(minimum: str = Role.VIEWER) -> Callable[[F], F]:
     """Require a valid bearer token whose user has at least `minimum` role."""
 
     def decorator(view: F) -> F:

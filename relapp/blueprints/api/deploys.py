@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 from flask_login import current_user
 
+from ...domain.pipeline import Role
 from ...errors import problem
 from ...exceptions import ServiceError
 from ...services import audit
@@ -36,7 +37,7 @@ def _int_arg(name: str, default: int | None, *, low: int = 0, high: int | None =
 
 
 @bp.get("/projects/<key>/environments")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def environments(key: str) -> Any:
     """Each environment: what runs there, deployed when and by whom, active deploy, lock, drift."""
     project = get_project(key)
@@ -45,7 +46,7 @@ def environments(key: str) -> Any:
 
 
 @bp.post("/projects/<key>/releases/<version>/deployments")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 @idempotent
 def deploy(key: str, version: str) -> Any:
     """Ask for a deploy of a release to an environment: 202 queued, or 403/409 with the reasons."""
@@ -60,7 +61,7 @@ def deploy(key: str, version: str) -> Any:
 
 
 @bp.post("/projects/<key>/releases/<version>/decisions")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 @idempotent
 def decide(key: str, version: str) -> Any:
     """Record a go or no-go on a release in an environment (the latest decision counts)."""
@@ -78,7 +79,7 @@ def _environment(env: Any) -> dict[str, Any]:
 
 
 @bp.post("/projects/<key>/environments/<name>/lock")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 @idempotent
 def lock(key: str, name: str) -> Any:
     """Lock an environment with a reason (`{"locked": false}` unlocks it); release or admin."""
@@ -88,7 +89,7 @@ def lock(key: str, name: str) -> Any:
 
 
 @bp.post("/projects/<key>/environments/<name>/freeze")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 @idempotent
 def freeze(key: str, name: str) -> Any:
     """Freeze an environment with a reason (`{"frozen": false}` thaws it); release or admin."""
@@ -103,7 +104,7 @@ def _deployment(deployment: Any) -> dict[str, Any]:
 
 
 @bp.get("/deployments/<int:deployment_id>")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def show_deployment(deployment_id: int) -> Any:
     """One deployment with its job."""
     return _deployment(svc.get_deployment(deployment_id))
@@ -143,7 +144,7 @@ def report(deployment_id: int) -> Any:
 
 
 @bp.post("/deployments/<int:deployment_id>/cancel")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 @idempotent
 def cancel(deployment_id: int) -> Any:
     """Cancel a deploy: at once when queued or handed off; a running one is asked to stop."""
@@ -155,7 +156,7 @@ def cancel(deployment_id: int) -> Any:
 
 
 @bp.get("/jobs/<int:job_id>")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def show_job(job_id: int) -> Any:
     """A job's state and its log lines (after `?after=SEQ`, at most `?limit=` lines)."""
     after = _int_arg("after", 0) or 0
@@ -165,7 +166,7 @@ def show_job(job_id: int) -> Any:
 
 
 @bp.get("/audit")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def audit_events() -> Any:
     """Audit events, newest first; filters project, action (or `deploy.*`), actor, since_id;
     page with `before_id` (the `next` link)."""

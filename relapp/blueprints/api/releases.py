@@ -8,6 +8,7 @@ from flask import Response, request
 from flask_login import current_user
 
 from ...domain import changelog as cl
+from ...domain.pipeline import Role
 from ...services import releases as svc
 from ...services.projects import get_project
 from ...services.projects import projects as all_projects
@@ -18,14 +19,14 @@ LIMIT_MAX = 200
 
 
 @bp.get("/projects")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def projects() -> Any:
     """All projects."""
     return dump(schemas.Projects(projects=[schemas.ProjectOut.of(p) for p in all_projects()]))
 
 
 @bp.get("/projects/<key>/releases")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def list_releases(key: str) -> Any:
     """The project's releases, newest version first."""
     project = get_project(key)
@@ -38,7 +39,7 @@ def list_releases(key: str) -> Any:
 
 
 @bp.post("/projects/<key>/releases")
-@api_auth("engineer")
+@api_auth(Role.ENGINEER)
 @idempotent
 def cut(key: str) -> Any:
     """Cut a release from main: the next version is allocated now, the tag is made by a job."""
@@ -49,7 +50,7 @@ def cut(key: str) -> Any:
 
 
 @bp.get("/projects/<key>/releases/<version>")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def show_release(key: str, version: str) -> Any:
     """One release with its deployments, decisions and hotfixes."""
     found = svc.release_details(get_project(key), version, fixes=request.args.get("fixes") != "0")
@@ -57,7 +58,7 @@ def show_release(key: str, version: str) -> Any:
 
 
 @bp.get("/projects/<key>/releases/<version>/changelog")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def changelog(key: str, version: str) -> Any:
     """What went into a release (since the release it follows, or `?since=VERSION`)."""
     project = get_project(key)
@@ -74,7 +75,7 @@ def changelog(key: str, version: str) -> Any:
 
 
 @bp.post("/projects/<key>/releases/<version>/hotfixes")
-@api_auth("engineer")
+@api_auth(Role.ENGINEER)
 @idempotent
 def create_hotfix(key: str, version: str) -> Any:
     """Start a hotfix on the line of `version`: cherry-pick `commits`, or tag the branch head."""
@@ -86,7 +87,7 @@ def create_hotfix(key: str, version: str) -> Any:
 
 
 @bp.get("/projects/<key>/adoption")
-@api_auth("viewer")
+@api_auth(Role.VIEWER)
 def adoption(key: str) -> Any:
     """How the repository's existing tags were understood, and what main would follow."""
     return dump(schemas.Adoption.of(svc.adopt_report(get_project(key))))
