@@ -60,13 +60,6 @@ DEPLOY_SCRIPT = textwrap.dedent('''
 INJECTIONS = ["; touch pwned", "$(id)", "--opt", "`touch pwned`", "| touch pwned"]
 
 
-def forget_user() -> None:
-    """Drop Flask-Login's cached user: test requests share the fixture's app context (and its g)."""
-    from flask import g
-
-    g.pop("_login_user", None)
-
-
 @dataclass
 class Shop:
     """The test project, its people and their API tokens."""
@@ -85,11 +78,9 @@ class Shop:
         return {"Authorization": f"Bearer {self.tokens[user]}", **more}
 
     def post(self, path: str, user: str, json: Any = None, **headers: str) -> Any:
-        forget_user()
         return self.client.post(path, json=json, headers=self.headers(user, **headers))
 
     def get(self, path: str, user: str = "vic") -> Any:
-        forget_user()
         return self.client.get(path, headers=self.headers(user))
 
     def deploy(self, version: str, env: str, user: str = "erin", **body: Any) -> Any:

@@ -8,8 +8,6 @@ from sqlalchemy import func, select
 from relapp.extensions import db
 from relapp.models import Deployment
 
-from .conftest import forget_user
-
 
 def test_environments_show_what_runs_where_who_put_it_there_and_what_holds_them(shop):
     old = shop.release("1.0.0")
@@ -40,7 +38,6 @@ def test_a_deployment_reads_back_and_unknown_ids_are_404(shop):
     assert data["job"]["url"] == f"/api/v1/jobs/{data['job']['id']}"
     missing = shop.get("/api/v1/deployments/9999")
     assert missing.status_code == 404 and missing.get_json()["detail"] == "There is no deployment 9999."
-    forget_user()
     assert shop.client.get(f"/api/v1/deployments/{deployment_id}").status_code == 401
 
 
@@ -60,7 +57,6 @@ def test_an_idempotency_key_replays_the_first_answer_and_deploys_once(shop):
 
 def test_bad_bodies_get_a_sentence(shop):
     shop.release("1.0.0")
-    forget_user()
     response = shop.client.post("/api/v1/projects/shop/releases/1.0.0/deployments", data="nope",
                                 headers=shop.headers("erin"))
     assert response.status_code == 400
@@ -104,7 +100,6 @@ def test_audit_is_newest_first_filtered_and_paged(shop):
 
 
 def test_the_openapi_document_lists_the_deploy_paths(shop):
-    forget_user()
     paths = shop.client.get("/api/v1/openapi.json").get_json()["paths"]
     for path, method in [
         ("/api/v1/projects/{project}/environments", "get"),

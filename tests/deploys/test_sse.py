@@ -14,8 +14,6 @@ from relapp.joblog import JobLog, publish
 from relapp.models import Job, utcnow
 from tests.conftest import login
 
-from .conftest import forget_user
-
 
 def parse(body: str) -> list[dict[str, Any]]:
     """SSE blocks as dicts: id, event, data (decoded JSON), retry, comment."""
@@ -50,7 +48,6 @@ def make_job(status: str, lines: int) -> int:
 
 
 def stream(shop, job_id: int, user: str = "vic", **headers: str) -> list[dict[str, Any]]:
-    forget_user()
     response = shop.client.get(f"/api/v1/jobs/{job_id}/stream",
                                headers={"Authorization": f"Bearer {shop.tokens[user]}", **headers})
     assert response.status_code == 200
@@ -77,7 +74,6 @@ def test_last_event_id_resumes_after_the_last_line_seen(shop):
     events = stream(shop, job_id, **{"Last-Event-ID": "3"})
     assert [e["data"]["line"] for e in events if e.get("event") == "line"] == ["line 4", "line 5"]
     assert events[-1]["event"] == "done" and events[-1]["id"] == "5"
-    forget_user()
     body = shop.client.get(f"/api/v1/jobs/{job_id}/stream?after=4",
                            headers={"Authorization": f"Bearer {shop.tokens['vic']}"})
     assert [e["data"]["line"] for e in parse(body.get_data(as_text=True))
@@ -145,17 +141,13 @@ def test_a_stream_ends_after_its_time_limit_so_the_client_reconnects(app, shop):
 
 def test_the_page_stream_needs_a_session_and_the_api_stream_a_token(shop):
     job_id = make_job("succeeded", 1)
-    forget_user()
     assert shop.client.get(f"/api/v1/jobs/{job_id}/stream").status_code == 401
     page = shop.client.get(f"/jobs/{job_id}/stream")
     assert page.status_code == 302 and "/login" in page.headers["Location"]
-    forget_user()
     login(shop.client, "vic")
-    forget_user()
     body = shop.client.get(f"/jobs/{job_id}/stream")
     assert body.status_code == 200
     assert parse(body.get_data(as_text=True))[-1]["event"] == "done"
-    forget_user()
     missing = shop.client.get("/api/v1/jobs/999/stream",
                               headers={"Authorization": f"Bearer {shop.tokens['vic']}"})
     assert missing.status_code == 404
