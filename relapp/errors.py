@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from htmx_flask import make_response as htmx_response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -39,17 +40,16 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/slack/")
 
 
-def error_response(status: int, detail: str, *, code: str | None = None, **extra: Any) -> Any:
-    """The right shape of error for the caller: problem+json, an htmx fragment, or a page."""
+def error_response(status: int, detail: str, *, code: str | None = None, refresh: bool = False,
+                   **extra: Any) -> Any:
+    """The right shape of error for the caller: problem+json, an htmx fragment, or a page.
+    `refresh` asks htmx to reload the whole page (a stale form)."""
     if wants_json():
         return problem(status, detail, code=code, **extra)
     if request.htmx:
         html = render_template("_error.html", status=status, detail=detail, title=TITLES.get(status))
-        response = Response(html, status=status)
         # htmx does not swap 4xx answers by default; show the sentence in the page's alert area.
-        response.headers["HX-Retarget"] = "#alerts"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
+        return htmx_response(html, status, retarget="#alerts", reswap="innerHTML", refresh=refresh)
     return render_template("error.html", status=status, detail=detail,
                            title=TITLES.get(status, "Error")), status
 
@@ -67,11 +67,7 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         detail = ("The form was missing its security token or it expired. Reload the page and try "
                   "again; nothing was changed.")
-        if request.htmx:
-            response = error_response(400, detail, code="csrf")
-            response.headers["HX-Refresh"] = "true"
-            return response
-        return error_response(400, detail, code="csrf")
+        return error_response(400, detail, code="csrf", refresh=True)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
