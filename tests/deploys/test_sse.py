@@ -102,13 +102,18 @@ def feed(app, job_id: int, count: int, *, pause: float = 0.05) -> threading.Thre
     return thread
 
 
-def test_a_running_job_streams_live_lines_then_status_then_done(app, shop):
-    job_id = make_job("running", 2)
-    thread = feed(app, job_id, 5)
+def stream_while_fed(app, shop, job_id: int, count: int) -> list[dict[str, Any]]:
+    """The job's stream, read while another thread writes `count` live lines and then ends the job."""
+    thread = feed(app, job_id, count)
     try:
-        events = stream(shop, job_id)
+        return stream(shop, job_id)
     finally:
         thread.join(30)
+
+
+def test_a_running_job_streams_live_lines_then_status_then_done(app, shop):
+    job_id = make_job("running", 2)
+    events = stream_while_fed(app, shop, job_id, 5)
     lines = [e["data"]["line"] for e in events if e.get("event") == "line"]
     assert lines == ["line 1", "line 2", "live 1", "live 2", "live 3", "live 4", "live 5"]
     assert [e["id"] for e in events if e.get("event") == "line"] == [str(n) for n in range(1, 8)]
@@ -121,11 +126,7 @@ def test_without_redis_the_stream_polls_the_database(app, shop, tmp_path):
     app.config["REDIS_URL"] = f"unix://{tmp_path}/no-redis.sock"
     app.extensions.pop("relapp.redis", None)
     job_id = make_job("running", 1)
-    thread = feed(app, job_id, 3)
-    try:
-        events = stream(shop, job_id)
-    finally:
-        thread.join(30)
+    events = stream_while_fed(app, shop, job_id, 3)
     assert [e["data"]["line"] for e in events if e.get("event") == "line"] == [
         "line 1", "live 1", "live 2", "live 3"]
     assert events[-1]["event"] == "done"
