@@ -42,6 +42,14 @@ def _queued(release: Any, job: Any, message: str) -> Response:
                                          message=message), trigger=CHANGED)
 
 
+def _done(release: Any, job: Any, message: str, target: str) -> Any:
+    """A form post's answer: the panel saying what was done for htmx, else a flash and a redirect."""
+    if request.htmx:
+        return _queued(release, job, message)
+    flash(message, "success")
+    return redirect(target)
+
+
 # --- cut -------------------------------------------------------------------------------------
 
 @bp.get("/releases/<project>/cut")
@@ -57,11 +65,8 @@ def create(project: str) -> Any:
     """Cut a release from main: the version is allocated now, the tag is made by a job."""
     bump = "major" if request.form.get("major") else None
     release, job = svc.cut(get_project(project), current_user, bump=bump, reason=_text("reason"))
-    message = f"Cutting {release.version}: tagging {release.tag}."
-    if request.htmx:
-        return _queued(release, job, message)
-    flash(message, "success")
-    return redirect(url_for("releases.show", project=project, version=release.version))
+    return _done(release, job, f"Cutting {release.version}: tagging {release.tag}.",
+                 url_for("releases.show", project=project, version=release.version))
 
 
 # --- the release page ------------------------------------------------------------------------
@@ -105,8 +110,7 @@ def changelog_json(project: str, version: str) -> Any:
 @login_required
 def card(project: str, version: str) -> Any:
     """One release's board card (a fragment)."""
-    proj = get_project(project)
-    release = svc.get_release(proj, version)
+    proj, release = svc.project_release(project, version)
     return render_template("board/_card.html", project=proj,
                            card=cards.card_for(proj, release, actor=current_user))
 
@@ -117,8 +121,7 @@ def card(project: str, version: str) -> Any:
 @login_required
 def promote(project: str, version: str) -> Any:
     """Before a deploy: from → to, the changelog between them, and what the gates say."""
-    proj = get_project(project)
-    release = svc.get_release(proj, version)
+    proj, release = svc.project_release(project, version)
     plan = cards.promote_plan(proj, release, request.args.get("env") or None, current_user)
     return render_page("releases/promote.html", "panel", project=proj, plan=plan)
 
@@ -127,16 +130,13 @@ def promote(project: str, version: str) -> Any:
 @login_required
 def deploy(project: str, version: str) -> Any:
     """Ask for a deploy of the release to an environment (refusals come back as sentences)."""
-    proj = get_project(project)
-    release = svc.get_release(proj, version)
+    proj, release = svc.project_release(project, version)
     deployment = request_deploy(proj, release, request.form.get("env", ""), current_user,
                                 rollback_reason=_text("rollback_reason"),
                                 freeze_reason=_text("freeze_reason"))
-    message = f"Deploy of {release.version} to {deployment.environment.name} is queued."
-    if request.htmx:
-        return _queued(release, deployment.job, message)
-    flash(message, "success")
-    return redirect(url_for("releases.job", job_id=deployment.job_id))
+    return _done(release, deployment.job,
+                 f"Deploy of {release.version} to {deployment.environment.name} is queued.",
+                 url_for("releases.job", job_id=deployment.job_id))
 
 
 # --- go / no-go ------------------------------------------------------------------------------
@@ -145,8 +145,7 @@ def deploy(project: str, version: str) -> Any:
 @login_required
 def decide_form(project: str, version: str) -> Any:
     """The go / no-go form for where the release runs now."""
-    proj = get_project(project)
-    release = svc.get_release(proj, version)
+    proj, release = svc.project_release(project, version)
     form = cards.decision_form(proj, release, request.args.get("env") or None, current_user)
     return render_page("releases/decide.html", "panel", project=proj, form=form)
 
@@ -155,17 +154,13 @@ def decide_form(project: str, version: str) -> Any:
 @login_required
 def decide(project: str, version: str) -> Any:
     """Record a go or no-go, with a comment and bug keys."""
-    proj = get_project(project)
-    release = svc.get_release(proj, version)
+    proj, release = svc.project_release(project, version)
     bugs = [b for b in _BUG_SPLIT.split(request.form.get("bugs", "")) if b]
     decision = record_decision(proj, release, request.form.get("env", ""), current_user,
                                request.form.get("decision", ""), request.form.get("comment"), bugs)
-    message = (f"{decision.decision} recorded for {release.version} in "
-               f"{decision.environment.name}.")
-    if request.htmx:
-        return _queued(release, None, message)
-    flash(message, "success")
-    return redirect(url_for("releases.show", project=project, version=release.version))
+    return _done(release, None,
+                 f"{decision.decision} recorded for {release.version} in {decision.environment.name}.",
+                 url_for("releases.show", project=project, version=release.version))
 
 
 # --- hotfix ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ commit, and only then hand the git work (tag, cherry-pick, push) to the worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from ..exceptions import Conflict, NotFound, ServiceError, Unavailable
 from ..extensions import db
 from ..models import Job, Project, Release, User, utcnow
 from . import audit
+from .projects import get_project
 from .queue import create_job, dispatch
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,21 @@ def _locked(ws: gitops.Workspace) -> Any:
     return ws.lock()
 
 
+@contextmanager
+def _clone_to_read(project: Project) -> Iterator[gitops.Workspace]:
+    """The project's clone, locked, for reading: fetched only if it is not there yet, and git's
+    failures turned into ServiceErrors."""
+    try:
+        ws = workspace(project)
+        with _locked(ws):
+            if not ws.exists():
+                ws.ensure()
+                ws.fetch()
+            yield ws
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+
+
 # --- lookups and JSON ---------------------------------------------------------------------
 
 def parse_version(text: str) -> Version:
@@ -88,6 +106,12 @@ def get_release(project: Project, version: str) -> Release:
     if release is None:
         raise NotFound(f"Project {project.key} has no release {parsed}.")
     return release
+
+
+def project_release(key: str, version: str) -> tuple[Project, Release]:
+    """The project with this key and its release with this version (a URL's pair), or NotFound."""
+    project = get_project(key)
+    return project, get_release(project, version)
 
 
 def db_versions(project: Project) -> list[Version]:
@@ -176,8 +200,6 @@ def adopt_report(project: Project) -> AdoptionReport:
 
 def adopt_into_db(key: str, *, actor: User | str | None = "cli") -> list[Release]:
     """Record recognised stable tags as adopted releases (idempotent); conflicts stay for a person."""
-    from .projects import get_project
-
     project = get_project(key)
     try:
         ws = workspace(project)
@@ -410,18 +432,9 @@ def changelog(project: Project, release: Release, *, since: str | None = None) -
     # It must exist before git runs to take the commits: a bad issue pattern (settings reject
     # one already) now fails before the git work instead of after it.
     builder = cl.ChangelogBuilder(teams(project), project.issue_key_pattern)
-    try:
-        ws = workspace(project)
-        with _locked(ws):
-            if not ws.exists():
-                ws.ensure()
-                ws.fetch()
-            # Each commit is parsed as git writes it: the changelog is built during git's walk.
-            ws.commits(
-                release.sha, [start.sha] if start and start.sha else [], on_commit=builder.add
-            )
-    except gitops.GitError as exc:
-        raise _git_error(exc) from None
+    with _clone_to_read(project) as ws:
+        # Each commit is parsed as git writes it: the changelog is built during git's walk.
+        ws.commits(release.sha, [start.sha] if start and start.sha else [], on_commit=builder.add)
     return builder.build(), start
 
 
@@ -430,20 +443,13 @@ def fixes_on_main(project: Project, release: Release) -> dict[str, str]:
     if release.kind != "hotfix" or not release.sha:
         return {}
     start = previous_of(release)
-    try:
-        ws = workspace(project)
-        with _locked(ws):
-            if not ws.exists():
-                ws.ensure()
-                ws.fetch()
-            main = ws.resolve(project.main_branch)
-            fixes = ws.commits(release.sha, [start.sha] if start and start.sha else [])
-            origins = {c.sha: cl.parse_message(c.message).cherry_picked_from for c in fixes}
-            on_main = {sha for sha in set(filter(None, origins.values()))
-                       if gitops.is_sha(sha) and ws.is_ancestor(sha, main)}
-            cherry = ws.cherry(main, release.sha)
-    except gitops.GitError as exc:
-        raise _git_error(exc) from None
+    with _clone_to_read(project) as ws:
+        main = ws.resolve(project.main_branch)
+        fixes = ws.commits(release.sha, [start.sha] if start and start.sha else [])
+        origins = {c.sha: cl.parse_message(c.message).cherry_picked_from for c in fixes}
+        on_main = {sha for sha in set(filter(None, origins.values()))
+                   if gitops.is_sha(sha) and ws.is_ancestor(sha, main)}
+        cherry = ws.cherry(main, release.sha)
     result = {}
     for fix in fixes:
         if origins[fix.sha] in on_main:

@@ -15,7 +15,7 @@ from ...services import decisions as decision_svc
 from ...services import deployments as svc
 from ...services.projects import get_project
 from ...services.queue import job_log
-from ...services.releases import get_release
+from ...services.releases import project_release
 from . import PATHS, api_auth, bp, idempotent, parse, schemas
 from .schemas import dump
 
@@ -50,8 +50,7 @@ def environments(key: str) -> Any:
 @idempotent
 def deploy(key: str, version: str) -> Any:
     """Ask for a deploy of a release to an environment: 202 queued, or 403/409 with the reasons."""
-    project = get_project(key)
-    release = get_release(project, version)
+    project, release = project_release(key, version)
     data = parse(schemas.DeployIn)
     deployment = svc.request_deploy(project, release, data.environment, current_user,
                                     rollback_reason=data.rollback_reason,
@@ -65,8 +64,7 @@ def deploy(key: str, version: str) -> Any:
 @idempotent
 def decide(key: str, version: str) -> Any:
     """Record a go or no-go on a release in an environment (the latest decision counts)."""
-    project = get_project(key)
-    release = get_release(project, version)
+    project, release = project_release(key, version)
     data = parse(schemas.DecisionIn)
     decision = decision_svc.record_decision(project, release, data.environment, current_user,
                                             data.decision, data.comment, data.bugs)

@@ -61,8 +61,7 @@ def show_release(key: str, version: str) -> Any:
 @api_auth(Role.VIEWER)
 def changelog(key: str, version: str) -> Any:
     """What went into a release (since the release it follows, or `?since=VERSION`)."""
-    project = get_project(key)
-    release = svc.get_release(project, version)
+    project, release = svc.project_release(key, version)
     since = request.args.get("since")
     log, start = svc.changelog(project, release, since=since)
     title = f"{release.version}" + (f" (since {start.version})" if start else "")
