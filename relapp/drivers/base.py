@@ -135,3 +135,24 @@ def check_keys(settings: Mapping[str, Any], kind: str, allowed: Iterable[str]) -
                 f"Unknown setting {key!r} for the {kind} driver; "
                 f"expected one of: {', '.join(sorted(known))}."
             )
+
+
+def timeout_setting(settings: Mapping[str, Any], default: float) -> float:
+    """Return the 'timeout' setting: a positive number of seconds (true and false are not)."""
+    timeout = settings.get("timeout", default)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise DriverConfigError("Setting 'timeout' must be a positive number of seconds.")
+    return float(timeout)
+
+
+def list_setting(
+    settings: Mapping[str, Any], key: str, valid: Callable[[str], object], what: str
+) -> list[str]:
+    """Return a setting that is a list of strings each passing valid (default empty); the
+    error says it must be a list of what."""
+    value = settings.get(key, [])
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(item, str) and valid(item) for item in value
+    ):
+        raise DriverConfigError(f"Setting '{key}' must be a list of {what}.")
+    return list(value)

@@ -19,10 +19,12 @@ from relapp.drivers.base import (
     DriverResult,
     Outcome,
     check_keys,
+    list_setting,
     mask,
     mask_cut_tail,
     placeholders,
     render,
+    timeout_setting,
 )
 
 DEFAULT_TIMEOUT = 600.0
@@ -127,19 +129,13 @@ class CommandDriver:
                         f"Setting 'argv' uses the unknown placeholder {{{name}}}; "
                         f"known ones are {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}."
                     )
-        timeout = settings.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise DriverConfigError("Setting 'timeout' must be a positive number of seconds.")
+        timeout = timeout_setting(settings, DEFAULT_TIMEOUT)
         cwd = settings.get("cwd")
         if cwd is not None and (not isinstance(cwd, str) or not cwd):
             raise DriverConfigError("Setting 'cwd' must be a directory path.")
         env = _env_table(settings.get("env"), "env")
         secrets = _env_table(settings.get("secrets"), "secrets")
-        pass_env = settings.get("pass_env", [])
-        if not isinstance(pass_env, list | tuple) or not all(
-            isinstance(n, str) and _ENV_NAME.fullmatch(n) for n in pass_env
-        ):
-            raise DriverConfigError("Setting 'pass_env' must be a list of variable names.")
+        pass_env = list_setting(settings, "pass_env", _ENV_NAME.fullmatch, "variable names")
         return cls(argv, timeout=timeout, cwd=cwd, env=env, secrets=secrets, pass_env=pass_env)
 
     @property

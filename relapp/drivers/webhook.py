@@ -29,8 +29,10 @@ from relapp.drivers.base import (
     DriverResult,
     Outcome,
     check_keys,
+    list_setting,
     mask,
     mask_cut_tail,
+    timeout_setting,
 )
 from relapp.drivers.netguard import (
     BlockedTarget,
@@ -133,16 +135,8 @@ class WebhookDriver:
             raise DriverConfigError(
                 f"Setting 'secret' must be at least {MIN_SECRET_LENGTH} characters long."
             )
-        timeout = settings.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise DriverConfigError("Setting 'timeout' must be a positive number of seconds.")
-        allow_hosts = settings.get("allow_hosts", [])
-        if not isinstance(allow_hosts, list | tuple) or not all(
-            isinstance(h, str) and h for h in allow_hosts
-        ):
-            raise DriverConfigError(
-                "Setting 'allow_hosts' must be a list of host or host:port strings."
-            )
+        timeout = timeout_setting(settings, DEFAULT_TIMEOUT)
+        allow_hosts = list_setting(settings, "allow_hosts", bool, "host or host:port strings")
         wait = settings.get("wait", True)
         if not isinstance(wait, bool):
             raise DriverConfigError("Setting 'wait' must be true or false.")
