@@ -16,15 +16,8 @@ records) and `workspace` (the clone and what relapp does with it). Callers impor
 
 from __future__ import annotations
 
-from .errors import (
-    CherryPickConflict,
-    CherryPickEmpty,
-    GitError,
-    PushRejected,
-    TagConflict,
-    UnsafeName,
-    WorkspaceBusy,
-)
+from . import errors
+from .errors import *  # every error is part of the package's surface: see errors.__all__
 from .masking import mask, redact_url
 from .names import is_sha, validate_ref_name, validate_remote_url, validate_revision
 from .process import DEFAULT_TIMEOUT, git_call_count, on_git_call
@@ -32,15 +25,8 @@ from .workspace import FetchResult, Workspace, clone_to, fast_import, init_bare
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "CherryPickConflict",
-    "CherryPickEmpty",
     "FetchResult",
-    "GitError",
-    "PushRejected",
-    "TagConflict",
-    "UnsafeName",
     "Workspace",
-    "WorkspaceBusy",
     "clone_to",
     "fast_import",
     "git_call_count",
@@ -53,3 +39,4 @@ __all__ = [
     "validate_remote_url",
     "validate_revision",
 ]
+__all__ += errors.__all__

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "CherryPickConflict",
+    "CherryPickEmpty",
+    "GitError",
+    "PushRejected",
+    "TagConflict",
+    "UnsafeName",
+    "WorkspaceBusy",
+]
+
 
 class GitError(Exception):
     """A git operation failed; the message is a sentence a person can act on, credentials masked."""

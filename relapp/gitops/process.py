@@ -99,9 +99,12 @@ def _spawn(
     work_tree: Path | None,
     env: Mapping[str, str] | None,
     stdin: int,
-    label: str,
-) -> subprocess.Popen[bytes]:
-    """Start one git process: counted, hooked, scrubbed, in its own session (for both runners)."""
+    what: str,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start one git process: counted, hooked, scrubbed, in its own session (for both runners).
+
+    Return it with its label, the name the runner's errors give it.
+    """
     global _calls
     argv: list[str] = ["git"]
     for item in _CONFIG:
@@ -122,8 +125,9 @@ def _spawn(
     cwd = str(work_tree if work_tree is not None else git_dir if git_dir is not None else "/")
     if git_dir is None:
         full_env["GIT_CEILING_DIRECTORIES"] = "/"
+    label = _label(args, what)
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             stdin=stdin,
             stdout=subprocess.PIPE,
@@ -134,6 +138,7 @@ def _spawn(
         )
     except OSError as exc:
         raise GitError(f"Could not start git for {label}: {exc.strerror}.") from None
+    return proc, label
 
 
 def _label(args: Sequence[str], what: str) -> str:
@@ -164,15 +169,9 @@ def run(
     what: str = "",
 ) -> subprocess.CompletedProcess[bytes]:
     """Run one git process to completion; every git process starts in `_spawn`."""
-    hidden = list(secrets)
-    label = _label(args, what)
-    proc = _spawn(
-        args,
-        git_dir=git_dir,
-        work_tree=work_tree,
-        env=env,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        label=label,
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    proc, label = _spawn(
+        args, git_dir=git_dir, work_tree=work_tree, env=env, stdin=stdin, what=what
     )
     try:
         out, err = proc.communicate(input, timeout=timeout)
@@ -180,7 +179,7 @@ def run(
         raise _timed_out(proc, label, timeout) from None
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and proc.returncode != 0:
-        raise GitError(failure_message(label, err, hidden))
+        raise GitError(failure_message(label, err, secrets))
     return result
 
 
@@ -204,15 +203,8 @@ def run_streaming(
     The caller works on the output while git is still producing it. The timeout covers the
     whole run, as in `run`; if on_stdout raises, git is killed and the exception propagates.
     """
-    hidden = list(secrets)
-    label = _label(args, what)
-    proc = _spawn(
-        args,
-        git_dir=git_dir,
-        work_tree=work_tree,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        label=label,
+    proc, label = _spawn(
+        args, git_dir=git_dir, work_tree=work_tree, env=env, stdin=subprocess.DEVNULL, what=what
     )
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
@@ -249,7 +241,7 @@ def run_streaming(
         proc.stdout.close()
         proc.stderr.close()
     if proc.returncode != 0:
-        raise GitError(failure_message(label, b"".join(err_parts), hidden))
+        raise GitError(failure_message(label, b"".join(err_parts), secrets))
 
 
 def failure_message(label: str, stderr: bytes, secrets: Iterable[str]) -> str:
