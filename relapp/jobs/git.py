@@ -85,10 +85,16 @@ def _carry_on_train(release_id: int, log: Any) -> None:
         log(f"release train: {carried.detail}")
 
 
-def _tag_release(job: Job, log: Any) -> None:
+def _release_of(job: Job) -> Release:
+    """The release the job is about, re-loaded; a job whose release was deleted fails."""
     release = db.session.get(Release, job.payload["release_id"])
     if release is None:
         raise JobFailed("The release of this job no longer exists.")
+    return release
+
+
+def _tag_release(job: Job, log: Any) -> None:
+    release = _release_of(job)
     if release.state == "tagged":
         log(f"{release.tag} is already tagged; nothing to do")
         return
@@ -107,9 +113,7 @@ def _tag_release(job: Job, log: Any) -> None:
 
 def make_hotfix(job: Job, log: Any) -> None:
     """Build this hotfix (and any earlier pending one of its line first, so each contains the last)."""
-    release = db.session.get(Release, job.payload["release_id"])
-    if release is None:
-        raise JobFailed("The release of this job no longer exists.")
+    release = _release_of(job)
     if release.state == "tagged":
         log(f"{release.tag} is already built and tagged; nothing to do")
         return
