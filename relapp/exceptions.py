@@ -27,20 +27,24 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    status = 404
-    code = "not_found"
+    """What the request names does not exist."""
+
+    status, code = 404, "not_found"
 
 
 class Forbidden(ServiceError):
-    status = 403
-    code = "forbidden"
+    """The user's role may not do this."""
+
+    status, code = 403, "forbidden"
 
 
 class Conflict(ServiceError):
-    status = 409
-    code = "conflict"
+    """The request clashes with the current state (a lock, a freeze, a tag that exists)."""
+
+    status, code = 409, "conflict"
 
 
 class Unavailable(ServiceError):
-    status = 503
-    code = "unavailable"
+    """Something relapp needs is busy or down for now; the same request may work later."""
+
+    status, code = 503, "unavailable"
