@@ -38,7 +38,15 @@ from relapp.domain.versioning import (
     version_key,
 )
 
-from .strategies import GLUED_PRE, alnum_ids, dotted, numeric_ids
+from .strategies import (
+    GLUED_PRE,
+    alnum_ids,
+    build_parts,
+    dotted,
+    numeric_ids,
+    pre_releases,
+    semvers,
+)
 
 # --------------------------------------------------------------------------- versions
 
@@ -49,8 +57,8 @@ long_id = st.from_regex(r"[1-9][0-9]{25,40}", fullmatch=True)  # beyond 64-bit i
 alnum_id = alnum_ids(6)
 any_id = numeric_id | padded_id | long_id | alnum_id
 pre = st.none() | st.just("") | dotted(any_id, 4)
-build = st.none() | dotted(alnum_id | numeric_id, 2)
-loose_versions = st.builds(Version, small, small, small, pre, build)
+build = build_parts(12, 6)
+loose_versions = semvers(4, pre, build)
 
 
 def _sign(n: int) -> int:
@@ -126,10 +134,7 @@ def test_inventory_versions_and_conflicts_match_the_semver_reference(tags: list[
         assert [t.name for t in inv.tags_for(v)] == expect
 
 
-semver_pre = st.none() | dotted(numeric_id | alnum_id, 3)
-
-
-@given(st.builds(Version, small, small, small, semver_pre, build))
+@given(semvers(4, pre_releases(12, 6), build))
 def test_canonical_tags_read_like_version_parse(v: Version) -> None:
     name = format_tag(v, RULES)
     got = classify(TagRef(name, "a" * 40, True, 0), RULES)

@@ -19,15 +19,10 @@ from relapp.domain.versioning import (
     parse_tag,
 )
 
-from .strategies import GLUED_PRE, alnum_ids, dotted, numeric_ids
+from .strategies import GLUED_PRE, build_parts, pre_releases, semvers
 
-small = st.integers(min_value=0, max_value=6)
-numeric_id = numeric_ids(30)
-alnum_id = alnum_ids(8)
-pre = st.none() | dotted(numeric_id | alnum_id, 3)
-build = st.none() | dotted(alnum_id | numeric_id, 2)
-versions = st.builds(Version, small, small, small, pre, build)
-stable = st.builds(Version, small, small, small)
+versions = semvers(6, pre_releases(30, 8), build_parts(30, 8))
+stable = semvers(6)
 
 # The round trip is over the spellings the template renders (never a glued `rc1`).
 
