@@ -21,7 +21,17 @@ WEIRD_MESSAGE = (
     "Refs: ABC-123"
 )
 
+# A calling git hook's repository variables are dropped, and every set-up git reads no system or
+# user configuration and commits as one fixed identity.
 _SCRUB = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+_HERMETIC = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_AUTHOR_NAME": "Ada Author",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada Author",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+}
 
 
 def git(
@@ -29,15 +39,7 @@ def git(
 ) -> str:
     """Run git for test set-up and inspection (the app itself only runs git through gitops)."""
     full = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    full.update(
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL="/dev/null",
-        GIT_AUTHOR_NAME="Ada Author",
-        GIT_AUTHOR_EMAIL="ada@example.com",
-        GIT_COMMITTER_NAME="Ada Author",
-        GIT_COMMITTER_EMAIL="ada@example.com",
-        GIT_CEILING_DIRECTORIES=str(cwd.parent),
-    )
+    full.update(_HERMETIC, GIT_CEILING_DIRECTORIES=str(cwd.parent))  # no repository above cwd
     full.update(env or {})
     proc = subprocess.run(
         ["git", *args], cwd=cwd, env=full, capture_output=True, input=input, check=False
