@@ -14,6 +14,17 @@ from tests.conftest import csrf_token
 from .conftest import signed_in
 
 
+def token_of(username: str) -> ApiToken:
+    """The API token the fixture gave this user."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    return db.session.scalar(select(ApiToken).where(ApiToken.user_id == user.id))
+
+
+def revoke(client, row: ApiToken):
+    """Revoke the token through the Me page's form, as the client's user."""
+    return client.post(f"/me/tokens/{row.id}/revoke", data={"csrf_token": csrf_token(client, "/me")})
+
+
 def test_me_shows_name_role_and_tokens(app, history):
     html = signed_in(app, "erin").get("/me").get_data(as_text=True)
     assert "Erin" in html and '<span class="badge role">engineer</span>' in html
@@ -59,11 +70,9 @@ def test_a_revoked_token_no_longer_authenticates_the_api(app, history):
     api = app.test_client()
     url = "/api/v1/projects/demo/environments"
     assert api.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    erin = db.session.scalar(select(User).where(User.username == "erin"))
-    row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == erin.id))
+    row = token_of("erin")
     client = signed_in(app, "erin")
-    response = client.post(f"/me/tokens/{row.id}/revoke", data={"csrf_token": csrf_token(client, "/me")})
-    assert response.status_code == 303
+    assert revoke(client, row).status_code == 303
     db.session.expire_all()
     assert row.revoked_at is not None
     assert api.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
@@ -73,11 +82,8 @@ def test_a_revoked_token_no_longer_authenticates_the_api(app, history):
 
 
 def test_nobody_revokes_someone_elses_token(app, history):
-    rita = db.session.scalar(select(User).where(User.username == "rita"))
-    row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == rita.id))
-    client = signed_in(app, "erin")
-    response = client.post(f"/me/tokens/{row.id}/revoke", data={"csrf_token": csrf_token(client, "/me")})
-    assert response.status_code == 404
+    row = token_of("rita")
+    assert revoke(signed_in(app, "erin"), row).status_code == 404
     db.session.expire_all()
     assert row.revoked_at is None
     assert app.test_client().get("/api/v1/projects/demo/environments",
@@ -85,8 +91,7 @@ def test_nobody_revokes_someone_elses_token(app, history):
 
 
 def test_revoking_needs_csrf(app, history):
-    erin = db.session.scalar(select(User).where(User.username == "erin"))
-    row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == erin.id))
+    row = token_of("erin")
     assert signed_in(app, "erin").post(f"/me/tokens/{row.id}/revoke").status_code == 400
     db.session.expire_all()
     assert row.revoked_at is None
