@@ -19,7 +19,7 @@ from relapp.models import AuditEvent, Deployment, Environment, Project, Release,
 from relapp.services.accounts import create_token, create_user
 from relapp.services.projects import sync_settings
 from relapp.settings import SettingsError, parse
-from tests.conftest import ROOT, csrf_token, login, run_worker_burst
+from tests.conftest import ROOT, csrf_token, login, run_worker_burst, signed_in
 
 CONFIG = """
 [[projects]]
@@ -118,8 +118,7 @@ def test_sign_in_and_board(app, people):
 
 
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, people):
-    client = app.test_client()
-    login(client, "ada")
+    client = signed_in(app, "ada")
     response = client.post("/logout")
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
@@ -153,9 +152,7 @@ def test_next_parameter_cannot_leave_the_site(app, people):
 
 
 def test_unknown_project_is_a_clear_404(app, people):
-    client = app.test_client()
-    login(client, "vic")
-    response = client.get("/?project=nope")
+    response = signed_in(app, "vic").get("/?project=nope")
     assert response.status_code == 404
     assert "There is no project &#39;nope&#39;" in response.get_data(as_text=True)
 
