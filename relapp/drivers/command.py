@@ -18,7 +18,6 @@ from relapp.drivers.base import (
     DriverConfigError,
     DriverResult,
     Outcome,
-    check_keys,
     list_setting,
     mask,
     mask_cut_tail,
@@ -104,8 +103,8 @@ class CommandDriver:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> CommandDriver:
-        """Build the driver from TOML settings, raising DriverConfigError naming a bad key."""
-        check_keys(settings, "command", cls.SETTINGS)
+        """Build the driver from TOML settings (keys checked by build_driver), raising
+        DriverConfigError naming a bad value."""
         argv = settings.get("argv")
         if (
             not isinstance(argv, list | tuple)

@@ -10,7 +10,6 @@ from relapp.drivers.base import (
     DriverConfigError,
     DriverResult,
     Outcome,
-    check_keys,
     render,
 )
 
@@ -26,8 +25,8 @@ class ManualDriver:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ManualDriver:
-        """Build the driver from TOML settings, raising DriverConfigError naming a bad key."""
-        check_keys(settings, "manual", cls.SETTINGS)
+        """Build the driver from TOML settings (keys checked by build_driver), raising
+        DriverConfigError naming a bad value."""
         instructions = settings.get("instructions", "")
         if not isinstance(instructions, str):
             raise DriverConfigError("Setting 'instructions' of the manual driver must be text.")

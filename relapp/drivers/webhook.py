@@ -28,7 +28,6 @@ from relapp.drivers.base import (
     DriverConfigError,
     DriverResult,
     Outcome,
-    check_keys,
     list_setting,
     mask,
     mask_cut_tail,
@@ -108,8 +107,8 @@ class WebhookDriver:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> WebhookDriver:
-        """Build the driver from TOML settings, raising DriverConfigError naming a bad key."""
-        check_keys(settings, "webhook", cls.SETTINGS)
+        """Build the driver from TOML settings (keys checked by build_driver), raising
+        DriverConfigError naming a bad value."""
         url = settings.get("url")
         if not isinstance(url, str) or not url:
             raise DriverConfigError("Setting 'url' of the webhook driver must be a URL string.")
