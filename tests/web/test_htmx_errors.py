@@ -3,13 +3,12 @@ response headers; a stale form's missing CSRF token reloads the page."""
 
 from __future__ import annotations
 
-from tests.conftest import login
+from tests.conftest import signed_in
 from tests.web.test_foundation import people  # noqa: F401 - the fixture
 
 
 def test_an_htmx_post_without_its_security_token_asks_for_a_reload(app, people):  # noqa: F811
-    client = app.test_client()
-    login(client, "ada")
+    client = signed_in(app, "ada")
     response = client.post("/logout", headers={"HX-Request": "true"})
     assert response.status_code == 400
     assert response.headers["HX-Refresh"] == "true"
@@ -20,8 +19,7 @@ def test_an_htmx_post_without_its_security_token_asks_for_a_reload(app, people):
 
 
 def test_an_htmx_error_that_is_not_about_the_token_does_not_reload(app, people):  # noqa: F811
-    client = app.test_client()
-    login(client, "vic")
+    client = signed_in(app, "vic")
     response = client.get("/no/such/page", headers={"HX-Request": "true"})
     assert response.status_code == 404
     assert response.headers["HX-Retarget"] == "#alerts"
