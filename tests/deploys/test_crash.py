@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,6 +120,27 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         kill_everything(proc)
 
 
+@contextmanager
+def running_command_deploy(shop: Any, worker_env: dict[str, str], tmp_path: Path, *, steps: int,
+                           delay: float) -> Iterator[tuple[subprocess.Popen[bytes], int, int, int]]:
+    """Release 1.0.0 deploying to qa on a real worker, past its second step: yields the worker, the
+    deployment's and job's ids and the deploy command's pid; the worker is killed on the way out."""
+    shop.release("1.0.0")
+    shop.env("qa").driver = command_driver(shop.root, DEPLOY_STEPS=str(steps), DEPLOY_DELAY=str(delay),
+                                           DEPLOY_PIDFILE=str(shop.root / "deploy.pid"))
+    db.session.commit()
+    deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
+    db.session.commit()
+    worker = start_worker(worker_env, tmp_path / "worker.log")
+    try:
+        job_id = reload(deployment_id).job_id
+        wait_for("the deploy to be running",
+                 lambda: any(f"step 2/{steps}" in line for line in log_of(job_id)))
+        yield worker, deployment_id, job_id, int((shop.root / "deploy.pid").read_text())
+    finally:
+        stop(worker)
+
+
 def test_a_deploy_killed_with_its_worker_ends_abandoned_frees_qa_and_can_be_retried(
         shop, worker_env, tmp_path):
     shop.release("1.0.0")
@@ -178,17 +201,8 @@ def test_a_deploy_killed_with_its_worker_ends_abandoned_frees_qa_and_can_be_retr
 
 def test_a_paused_worker_cannot_write_after_its_lease_was_reaped(shop, worker_env, tmp_path):
     """The stale attempt: a work-horse frozen past its lease resumes and its result is refused."""
-    shop.release("1.0.0")
-    shop.env("qa").driver = command_driver(shop.root, DEPLOY_STEPS="40", DEPLOY_DELAY="0.25",
-                                           DEPLOY_PIDFILE=str(shop.root / "deploy.pid"))
-    db.session.commit()
-    deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
-    db.session.commit()
-    worker = start_worker(worker_env, tmp_path / "worker.log")
-    try:
-        job_id = reload(deployment_id).job_id
-        wait_for("the deploy to be running", lambda: any("step 2/40" in line for line in log_of(job_id)))
-        command = int((shop.root / "deploy.pid").read_text())
+    with running_command_deploy(shop, worker_env, tmp_path, steps=40, delay=0.25) as (
+            worker, deployment_id, job_id, command):
         horse = next(pid for pid in tree_of(worker.pid) if command in tree_of(pid) and pid != command
                      and pid != worker.pid)
         for pid in (horse, command):
@@ -207,8 +221,6 @@ def test_a_paused_worker_cannot_write_after_its_lease_was_reaped(shop, worker_en
         assert deployment.message.startswith("abandoned")
         assert not (shop.root / "state" / "qa").exists()  # the resumed run was stopped, not finished
         wait_for("the deploy command to be stopped", lambda: not alive(command), deadline=30)
-    finally:
-        stop(worker)
 
 
 def test_writes_fenced_with_an_old_attempt_are_rejected(shop):
@@ -332,17 +344,8 @@ def test_a_deploy_asked_while_redis_is_down_is_accepted_and_runs_once_when_it_is
 
 
 def test_cancelling_a_running_command_deploy_stops_its_processes_and_frees_qa(shop, worker_env, tmp_path):
-    shop.release("1.0.0")
-    shop.env("qa").driver = command_driver(shop.root, DEPLOY_STEPS="200", DEPLOY_DELAY="0.2",
-                                           DEPLOY_PIDFILE=str(shop.root / "deploy.pid"))
-    db.session.commit()
-    deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
-    db.session.commit()
-    worker = start_worker(worker_env, tmp_path / "worker.log")
-    try:
-        job_id = reload(deployment_id).job_id
-        wait_for("the deploy to be running", lambda: any("step 2/200" in line for line in log_of(job_id)))
-        command = int((shop.root / "deploy.pid").read_text())
+    with running_command_deploy(shop, worker_env, tmp_path, steps=200, delay=0.2) as (
+            _worker, deployment_id, job_id, command):
         marked = shop.post(f"/api/v1/deployments/{deployment_id}/status", "erin", {"status": "succeeded"})
         assert marked.status_code == 409 and "cancel it to stop it" in marked.get_json()["detail"]
         response = shop.post(f"/api/v1/deployments/{deployment_id}/cancel", "rita")
@@ -360,8 +363,6 @@ def test_cancelling_a_running_command_deploy_stops_its_processes_and_frees_qa(sh
         assert actions == ["deploy.request", "deploy.start", "deploy.cancel_request", "deploy.finish"]
         assert shop.deploy("1.0.0", "qa").status_code == 202
         db.session.commit()
-    finally:
-        stop(worker)
 
 
 def test_a_queued_deploy_whose_job_ended_without_it_is_failed_by_the_reaper(shop):
