@@ -11,12 +11,11 @@ from sqlalchemy import select
 from relapp.extensions import db
 from relapp.models import AuditEvent
 from tests.conftest import work_queue
-from tests.engine.conftest import demo_project  # noqa: F401 - the demo repository fixture
 
 from .test_sse import parse
 
 
-def test_the_demo_flow_from_cut_to_prod(app, demo_project):  # noqa: F811
+def test_the_demo_flow_from_cut_to_prod(app, demo_project):
     started = time.monotonic()
     client = app.test_client()
 

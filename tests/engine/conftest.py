@@ -1,12 +1,10 @@
-"""The engine's tests (cut, hotfix, adoption, the API) use the shared demo project."""
+"""The engine's tests (cut, hotfix, adoption, the API) call services directly."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
-from tests.conftest import Demo, demo_project, git, work_queue  # noqa: F401 - re-exported
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from relapp.extensions import db
 from relapp.models import Release
-from tests.engine.conftest import git, work_queue
+from tests.conftest import git, work_queue
 
 N = 20
 

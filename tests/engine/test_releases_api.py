@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from relapp.extensions import db
 from relapp.models import AuditEvent, Job, Release
-from tests.engine.conftest import git, work_queue
+from tests.conftest import git, work_queue
 
 
 def cut(client, demo, **body):

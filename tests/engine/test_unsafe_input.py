@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from relapp import gitops
-from tests.engine.conftest import git, work_queue
+from tests.conftest import git, work_queue
 
 CORPUS = [
     "-D", "--upload-pack=x", "--output=OUT", "a..b", "x.lock", "@{", "a b", "../../hooks/x",

@@ -1,12 +1,10 @@
-"""The demo project fixture, shared with the engine tests (a real repository and its bare remote)."""
+"""The train and drift tests call services directly (on the shared demo project)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
-from tests.engine.conftest import demo_project  # noqa: F401 - re-exported as a fixture
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from relapp.models import (
     utcnow,
 )
 from relapp.services import train
-from tests.engine.conftest import work_queue
+from tests.conftest import work_queue
 
 
 def berlin(cron: str) -> Project:

@@ -13,8 +13,11 @@ from relapp.extensions import db
 from relapp.models import Decision, Deployment, Job, Release, User
 from relapp.services import releases as svc
 from relapp.services.projects import get_project
-from tests.conftest import signed_in  # noqa: F401 - re-exported for the folder's tests
-from tests.engine.conftest import Demo, demo_project, work_queue  # noqa: F401
+from tests.conftest import (
+    Demo,
+    signed_in,  # noqa: F401 - re-exported for the folder's tests
+    work_queue,
+)
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "<div hx-get=/x hx-trigger=load>")
 
@@ -45,7 +48,7 @@ def column_of(html: str, version: str) -> str | None:
 
 
 @pytest.fixture
-def released(app: Any, demo_project: Demo) -> Demo:  # noqa: F811
+def released(app: Any, demo_project: Demo) -> Demo:
     """Demo with 0.9.0–1.2.0 adopted and 1.3.0 cut by erin and tagged (the demo's command
     drivers deploy in a few seconds)."""
     project = get_project("demo")

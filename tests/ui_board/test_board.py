@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from relapp.extensions import db
 from relapp.models import Decision, Deployment, Release
-from tests.engine.conftest import work_queue
+from tests.conftest import work_queue
 
 from .conftest import column_of, counts, signed_in, token
 

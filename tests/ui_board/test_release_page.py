@@ -12,7 +12,7 @@ from relapp.joblog import JobLog
 from relapp.models import Deployment, Release
 from relapp.services import releases as svc
 from relapp.services.projects import get_project
-from tests.engine.conftest import work_queue
+from tests.conftest import work_queue
 
 from .conftest import HOSTILE, counts, signed_in, token, user
 

@@ -11,8 +11,11 @@ from sqlalchemy import select
 
 from relapp.extensions import db
 from relapp.models import Decision, Deployment, Project, Release, User
-from tests.conftest import signed_in  # noqa: F401 - re-exported for the folder's tests
-from tests.engine.conftest import Demo, demo_project, git  # noqa: F401
+from tests.conftest import (
+    Demo,
+    git,
+    signed_in,  # noqa: F401 - re-exported for the folder's tests
+)
 
 # A Wednesday, so the week buckets in the tests are known.
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
@@ -91,7 +94,7 @@ def seed_history(demo: Demo, now: datetime = NOW) -> History:
 
 
 @pytest.fixture
-def history(demo_project: Demo) -> History:  # noqa: F811
+def history(demo_project: Demo) -> History:
     """The demo project with the seeded release history."""
     return seed_history(demo_project)
 
