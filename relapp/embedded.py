@@ -9,8 +9,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -28,14 +32,23 @@ def _socket_path(folder: Path) -> Path:
     return short / "redis.sock"
 
 
-def _ping(sock: Path) -> bool:
+def _once(sock: Path) -> Redis:
+    """A client that asks once: redis-py's default retries with back-off would wait seconds for
+    a server that is not there (a stale socket) or has just been told to shut down."""
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Redis(unix_socket_path=str(sock), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+
+
+def _ping(sock: Path) -> bool:
     from redis.exceptions import RedisError
 
     if not sock.exists():
         return False
     try:
-        return bool(Redis(unix_socket_path=str(sock), socket_connect_timeout=1).ping())
+        return bool(_once(sock).ping())
     except (RedisError, OSError):
         return False
 
@@ -96,13 +109,12 @@ def ensure_server(folder: str | os.PathLike[str]) -> str:
 
 def stop_server(folder: str | os.PathLike[str]) -> None:
     """Stop the embedded Redis server of this folder, if it runs."""
-    from redis import Redis
     from redis.exceptions import RedisError
 
     sock = _socket_path(Path(folder))
     if not _ping(sock):
         return
     try:
-        Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+        _once(sock).shutdown(nosave=True)
     except (RedisError, OSError):
         pass
