@@ -14,7 +14,7 @@ from relapp.drivers import sign
 from relapp.drivers.webhook import SIGNATURE_HEADER
 from relapp.extensions import db
 from relapp.models import AuditEvent, Deployment, Job, JobLogLine
-from tests.conftest import ROOT, run_worker_burst
+from tests.conftest import ROOT, run_worker_burst, work_queue
 
 from .conftest import INJECTIONS, command_driver
 
@@ -37,6 +37,7 @@ def set_driver(shop, env: str, driver: dict[str, Any]) -> None:
 
 
 def work(worker_env) -> None:
+    """Run the queue in a real, forking worker process: command deploys run in its work-horse."""
     result = run_worker_burst(worker_env)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -131,13 +132,13 @@ def callback(shop, deployment_id: int, payload: dict[str, Any], secret: str | No
     return shop.client.post(f"/api/v1/deployments/{deployment_id}/status", data=raw, headers=headers)
 
 
-def test_a_webhook_deploy_waits_for_the_signed_report_of_the_cd_system(shop, worker_env, cd_system):
+def test_a_webhook_deploy_waits_for_the_signed_report_of_the_cd_system(shop, cd_system):
     port, received = cd_system
     shop.release("1.0.0")
     set_driver(shop, "qa", {"kind": "webhook", "url": f"http://127.0.0.1:{port}/deploy",
                             "secret": SECRET, "allow_hosts": [f"127.0.0.1:{port}"]})
     deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
-    work(worker_env)
+    work_queue()
 
     assert len(received) == 1
     sent = json.loads(received[0]["body"])
@@ -173,13 +174,13 @@ def test_a_webhook_deploy_waits_for_the_signed_report_of_the_cd_system(shop, wor
     assert callback(shop, deployment_id, {**report, "status": "failed"}).status_code == 409
 
 
-def test_a_webhook_to_an_internal_address_is_refused_and_nothing_is_sent(shop, worker_env, cd_system):
+def test_a_webhook_to_an_internal_address_is_refused_and_nothing_is_sent(shop, cd_system):
     port, received = cd_system
     shop.release("1.0.0")
     set_driver(shop, "qa", {"kind": "webhook", "url": f"http://127.0.0.1:{port}/deploy",
                             "secret": SECRET})
     deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
-    work(worker_env)
+    work_queue()
     deployment = reload(deployment_id)
     assert deployment.status == "failed"
     assert deployment.message.startswith("Webhook target refused:")
@@ -187,11 +188,11 @@ def test_a_webhook_to_an_internal_address_is_refused_and_nothing_is_sent(shop, w
     assert received == []
 
 
-def test_a_manual_deploy_is_marked_done_by_someone_who_may_deploy_there(shop, worker_env):
+def test_a_manual_deploy_is_marked_done_by_someone_who_may_deploy_there(shop):
     shop.release("1.0.0")
     set_driver(shop, "qa", {"kind": "manual", "instructions": "Run ./ship {tag} on the qa box."})
     deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
-    work(worker_env)
+    work_queue()
     deployment = reload(deployment_id)
     assert deployment.status == "running" and deployment.waiting_until is not None
     assert "Run ./ship v1.0.0 on the qa box." in log_of(deployment.job_id)
@@ -209,7 +210,7 @@ def test_a_manual_deploy_is_marked_done_by_someone_who_may_deploy_there(shop, wo
     assert event.actor == "eli"
 
 
-def test_cancelling_a_queued_deploy_frees_the_environment_and_the_job_does_nothing(shop, worker_env):
+def test_cancelling_a_queued_deploy_frees_the_environment_and_the_job_does_nothing(shop):
     shop.release("1.0.0")
     deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
     assert shop.post(f"/api/v1/deployments/{deployment_id}/cancel", "vic").status_code == 403
@@ -217,7 +218,7 @@ def test_cancelling_a_queued_deploy_frees_the_environment_and_the_job_does_nothi
                          {"reason": "wrong build"})
     assert response.status_code == 200
     assert response.get_json()["deployment"]["status"] == "cancelled"
-    work(worker_env)
+    work_queue()
     deployment = reload(deployment_id)
     assert deployment.status == "cancelled" and deployment.message == "cancelled by erin: wrong build"
     assert db.session.get(Job, deployment.job_id).status == "cancelled"
