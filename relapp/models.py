@@ -338,7 +338,7 @@ class TrainRun(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     slot: Mapped[datetime] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(32))  # cut | skipped | failed
+    outcome: Mapped[str] = mapped_column(String(32))  # running | tagging | cut | skipped | failed
     detail: Mapped[str] = mapped_column(Text, default="")
     release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

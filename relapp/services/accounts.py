@@ -33,10 +33,16 @@ def may_sign_in(user: User | None) -> bool:
 def authenticate(username: str, password: str) -> User | None:
     """The user with this username and password, if they may sign in; else None, with the same
     password-hashing effort whether the name or the password was wrong."""
+    passwords = get_passwords()
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
-    if get_passwords().verify(user.password_hash if user else None, password) and may_sign_in(user):
-        return user
-    return None
+    if not (passwords.verify(user.password_hash if user else None, password) and may_sign_in(user)):
+        return None
+    assert user is not None and user.password_hash is not None
+    if passwords.needs_rehash(user.password_hash):
+        # Made with other argon2 parameters (an older default): brought to today's on sign-in.
+        user.password_hash = passwords.hash(password)
+        db.session.commit()
+    return user
 
 
 def session_user(user_id: str) -> User | None:

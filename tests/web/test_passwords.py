@@ -47,3 +47,21 @@ def test_production_mode_is_defined_once() -> None:
         assert "RELAPP_ENV must be one of development, production" in str(exc)
     else:
         raise AssertionError("an unknown RELAPP_ENV was accepted")
+
+
+def test_a_hash_made_with_other_parameters_is_renewed_at_sign_in(app_ctx) -> None:
+    from relapp.extensions import db
+    from relapp.services.accounts import authenticate, create_user
+
+    user = create_user("olga", "an old password", "viewer")
+    user.password_hash = Passwords(memory_kib=16, time_cost=2, parallelism=2).hash("an old password")
+    db.session.commit()
+    assert authenticate("olga", "wrong") is None
+    assert extract_parameters(user.password_hash).memory_cost == 16  # a failed sign-in changes nothing
+    assert authenticate("olga", "an old password") is not None
+    db.session.expire_all()
+    renewed = extract_parameters(user.password_hash)
+    assert (renewed.memory_cost, renewed.time_cost, renewed.parallelism) == (
+        app_ctx.config["RELAPP_ARGON2_MEMORY_KIB"], app_ctx.config["RELAPP_ARGON2_TIME_COST"],
+        app_ctx.config["RELAPP_ARGON2_PARALLELISM"])
+    assert authenticate("olga", "an old password") is not None
