@@ -51,34 +51,34 @@ FIX = [commit("fix: a thing", 1)]
 
 # --- classification ---------------------------------------------------------------------------
 
+CORPUS = [
+    # name, status, version
+    ("v1.2.3", TagStatus.CANONICAL, "1.2.3"),
+    ("v1.2.3-rc.2", TagStatus.CANONICAL, "1.2.3-rc.2"),
+    ("v1.2.3+build.7", TagStatus.CANONICAL, "1.2.3+build.7"),
+    ("v1.2", TagStatus.LEGACY, "1.2.0"),
+    ("1.2.3", TagStatus.LEGACY, "1.2.3"),
+    ("V1.2.3", TagStatus.LEGACY, "1.2.3"),
+    ("release-1.4.0", TagStatus.LEGACY, "1.4.0"),
+    ("release-1.4", TagStatus.LEGACY, "1.4.0"),
+    ("rel_1_4_0", TagStatus.LEGACY, "1.4.0"),
+    ("rel_1_4", TagStatus.LEGACY, "1.4.0"),
+    ("1.2.0rc1", TagStatus.LEGACY, "1.2.0-rc.1"),
+    ("1.2.0-rc.1", TagStatus.LEGACY, "1.2.0-rc.1"),
+    ("v1.2.0-rc1", TagStatus.LEGACY, "1.2.0-rc.1"),  # template shape, but rc1 -> rc.1
+    ("1.3.0b2", TagStatus.LEGACY, "1.3.0-beta.2"),
+    ("nightly", TagStatus.UNKNOWN, None),
+    ("v01.2.3", TagStatus.UNKNOWN, None),
+    ("v1.02", TagStatus.UNKNOWN, None),
+    ("v1.2.3-rc.01", TagStatus.UNKNOWN, None),
+    ("v1.2.3.4", TagStatus.UNKNOWN, None),
+    ("xv1.2.3", TagStatus.UNKNOWN, None),  # fullmatch: no prefix slack
+    ("v1.2.3-", TagStatus.UNKNOWN, None),
+    ("deploy-2023-05-01", TagStatus.UNKNOWN, None),
+]
 
-@pytest.mark.parametrize(
-    ("name", "status", "version"),
-    [
-        ("v1.2.3", TagStatus.CANONICAL, "1.2.3"),
-        ("v1.2.3-rc.2", TagStatus.CANONICAL, "1.2.3-rc.2"),
-        ("v1.2.3+build.7", TagStatus.CANONICAL, "1.2.3+build.7"),
-        ("v1.2", TagStatus.LEGACY, "1.2.0"),
-        ("1.2.3", TagStatus.LEGACY, "1.2.3"),
-        ("V1.2.3", TagStatus.LEGACY, "1.2.3"),
-        ("release-1.4.0", TagStatus.LEGACY, "1.4.0"),
-        ("release-1.4", TagStatus.LEGACY, "1.4.0"),
-        ("rel_1_4_0", TagStatus.LEGACY, "1.4.0"),
-        ("rel_1_4", TagStatus.LEGACY, "1.4.0"),
-        ("1.2.0rc1", TagStatus.LEGACY, "1.2.0-rc.1"),
-        ("1.2.0-rc.1", TagStatus.LEGACY, "1.2.0-rc.1"),
-        ("v1.2.0-rc1", TagStatus.LEGACY, "1.2.0-rc.1"),  # template shape, but rc1 -> rc.1
-        ("1.3.0b2", TagStatus.LEGACY, "1.3.0-beta.2"),
-        ("nightly", TagStatus.UNKNOWN, None),
-        ("v01.2.3", TagStatus.UNKNOWN, None),
-        ("v1.02", TagStatus.UNKNOWN, None),
-        ("v1.2.3-rc.01", TagStatus.UNKNOWN, None),
-        ("v1.2.3.4", TagStatus.UNKNOWN, None),
-        ("xv1.2.3", TagStatus.UNKNOWN, None),  # fullmatch: no prefix slack
-        ("v1.2.3-", TagStatus.UNKNOWN, None),
-        ("deploy-2023-05-01", TagStatus.UNKNOWN, None),
-    ],
-)
+
+@pytest.mark.parametrize(("name", "status", "version"), CORPUS)
 def test_classify_default_rules(name: str, status: TagStatus, version: str | None) -> None:
     c = classify(tag(name), TagRules())
     assert c.status is status, c.reason
@@ -446,15 +446,12 @@ def test_line_of() -> None:
     assert line_of(V("1.2.3-rc.1+b")) == (1, 2)
 
 
-@pytest.mark.parametrize(
-    "reachable, expected",
-    [
-        ([], None),
-        (["1.0.0", "1.2.0", "1.10.0", "1.9.9"], "1.10.0"),
-        (["1.2.0", "2.0.0-rc.1"], "1.2.0"),
-        (["2.0.0-rc.1"], None),
-    ],
-)
+@pytest.mark.parametrize("reachable, expected", [
+    ([], None),
+    (["1.0.0", "1.2.0", "1.10.0", "1.9.9"], "1.10.0"),
+    (["1.2.0", "2.0.0-rc.1"], "1.2.0"),
+    (["2.0.0-rc.1"], None),
+])
 def test_previous_release_is_the_highest_stable_reachable_version(reachable, expected):
     from relapp.domain.versioning import previous_release
 
