@@ -92,12 +92,12 @@ def token_create(username: str, name: str) -> None:
 @click.option("--record", is_flag=True, help="Also record recognised stable tags as adopted releases.")
 def adopt_command(project: str, record: bool) -> None:
     """Report how PROJECT's existing tags are understood and which release main would follow."""
-    from .services import releases
+    from .services import adoption
     from .services.projects import get_project
 
     try:
-        report = releases.adopt_report(get_project(project))
-        created = releases.adopt_into_db(project) if record else []
+        report = adoption.adopt_report(get_project(project))
+        created = adoption.adopt_into_db(project) if record else []
     except (ServiceError, OperationalError) as exc:
         raise _fail(exc) from None
     sections = (
@@ -133,9 +133,9 @@ def ensure_demo(app: Flask) -> Path:
     for username, role in demo.DEMO_USERS:
         if db.session.scalar(select(User).where(User.username == username)) is None:
             create_user(username, demo.DEMO_PASSWORD, role, display_name=username.title(), is_demo=True, actor="demo")
-    from .services import releases
+    from .services import adoption
 
-    releases.adopt_into_db("demo", actor="demo")
+    adoption.adopt_into_db("demo", actor="demo")
     return config
 
 

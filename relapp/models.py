@@ -109,6 +109,9 @@ class Project(db.Model):  # type: ignore[name-defined]
     issue_key_pattern: Mapped[str] = mapped_column(String(200), default=r"[A-Z][A-Z0-9]+-\d+")
     issue_url_template: Mapped[str] = mapped_column(String(500), default="")
     ignore_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # None: the built-in legacy forms (v1.2.3, 1.2, release-1.4, ...); a list replaces them.
+    legacy_tags: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=None)
+    pr_url_template: Mapped[str] = mapped_column(String(500), default="", server_default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     train_cron: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

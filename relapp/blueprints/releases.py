@@ -14,6 +14,7 @@ from htmx_flask import make_response
 from ..auth import role_required
 from ..domain import changelog as cl
 from ..domain.pipeline import Role
+from ..services import adoption as adoption_svc
 from ..services import cards
 from ..services import releases as svc
 from ..services import releases_read as read
@@ -212,4 +213,4 @@ def job(job_id: int) -> Any:
 def adoption(project: str) -> Any:
     """How the repository's existing tags were understood, and which release main would follow."""
     proj = get_project(project)
-    return render_template("releases/adoption.html", project=proj, report=svc.adopt_report(proj))
+    return render_template("releases/adoption.html", project=proj, report=adoption_svc.adopt_report(proj))

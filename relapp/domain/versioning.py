@@ -63,6 +63,18 @@ class TagStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class RuleError(ValueError):
+    """A tag template or rule that cannot be used. `key` is the configuration key it came from
+    ("tag_template", "legacy_tags" or "ignore_tags"), `index` its position in a list (None for
+    the template); the message says what is wrong and what is allowed."""
+
+    def __init__(self, key: str, index: int | None, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.index = index
+        self.message = message
+
+
 @dataclass(frozen=True)
 class TagRules:
     """A project's tag template plus the legacy and ignore rules used to adopt old tags."""

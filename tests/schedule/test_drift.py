@@ -17,7 +17,7 @@ from relapp.extensions import db, get_queue
 from relapp.jobs import schedule as jobs
 from relapp.models import AuditEvent, Deployment, Environment, Release, utcnow
 from relapp.services import drift
-from relapp.services.releases import adopt_into_db
+from relapp.services.adoption import adopt_into_db
 
 
 @dataclass

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from relapp.extensions import db
 from relapp.models import Decision, Deployment, Job, Release, User
+from relapp.services import adoption
 from relapp.services import releases as svc
 from relapp.services.projects import get_project
 from tests.conftest import (
@@ -52,7 +53,7 @@ def released(app: Any, demo_project: Demo) -> Demo:
     """Demo with 0.9.0–1.2.0 adopted and 1.3.0 cut by erin and tagged (the demo's command
     drivers deploy in a few seconds)."""
     project = get_project("demo")
-    svc.adopt_into_db("demo")
+    adoption.adopt_into_db("demo")
     svc.cut(project, user("erin"))
     work_queue()
     assert svc.get_release(project, "1.3.0").state == "tagged"

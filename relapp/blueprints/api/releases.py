@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from ...domain import changelog as cl
 from ...domain.pipeline import Role
+from ...services import adoption as adoption_svc
 from ...services import releases as svc
 from ...services.projects import get_project
 from ...services.projects import projects as all_projects
@@ -89,7 +90,7 @@ def create_hotfix(key: str, version: str) -> Any:
 @api_auth(Role.VIEWER)
 def adoption(key: str) -> Any:
     """How the repository's existing tags were understood, and what main would follow."""
-    return dump(schemas.Adoption.of(svc.adopt_report(get_project(key))))
+    return dump(schemas.Adoption.of(adoption_svc.adopt_report(get_project(key))))
 
 
 def _op(summary: str, *, body_schema: dict[str, Any] | None = None, ok: str = "200",

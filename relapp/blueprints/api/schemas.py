@@ -14,11 +14,12 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from ...exceptions import ServiceError
+from ...services.adoption import AdoptionReport
 from ...services.decisions import MAX_COMMENT
 from ...services.deployments import MAX_REASON, EnvironmentState
 from ...services.projects import issue_url
 from ...services.queue import JobLogPage
-from ...services.releases import AdoptionReport, ReleaseDetails
+from ...services.releases import ReleaseDetails
 
 # Timestamps keep the shape the API always had: Python's isoformat ("…+00:00"), not "Z".
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
