@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .domain import versioning
 from .domain.pipeline import Role
 
 ROLES = tuple(role.value for role in Role)  # lowest first; the one list is the domain's Role
@@ -48,10 +49,14 @@ class ProjectSettings:
     remote: str
     main_branch: str = "main"
     tag_template: str = "v{version}"
+    # None: the built-in legacy forms (v1.2, 1.2.3, release-1.4.0, rel_1_4_0, ...); a tuple
+    # (even an empty one) replaces them.
+    legacy_tags: tuple[str, ...] | None = None
     release_branch_template: str = "release/{major}.{minor}"
     baseline: str = "0.1.0"
     issue_key_pattern: str = r"[A-Z][A-Z0-9]+-\d+"
     issue_url_template: str = ""
+    pr_url_template: str = ""
     ignore_tags: tuple[str, ...] = ()
     timezone: str = "UTC"
     train_cron: str | None = None
@@ -60,7 +65,9 @@ class ProjectSettings:
 
 
 def _line_of(text: str, path: str) -> int | None:
-    """Best-effort line of a dotted key path like projects[0].environments[1].driver.kind."""
+    """Best-effort line of a key path like projects[0].environments[1].driver.kind or
+    projects[0].legacy_tags[2]: `name[i]` is the i-th [[table]] of that name, or else the i-th
+    item of the array `name = [...]`."""
     pos = 0
     found = None
     names: list[str] = []
@@ -70,9 +77,9 @@ def _line_of(text: str, path: str) -> int | None:
             return found
         name, index = match.group(1), match.group(2)
         names.append(name)
-        if index is not None:
-            header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(names))}\s*\]\]", re.MULTILINE)
-            hits = list(header.finditer(text, pos))
+        header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(names))}\s*\]\]", re.MULTILINE)
+        hits = list(header.finditer(text, pos)) if index is not None else []
+        if hits:
             if len(hits) <= int(index):
                 return found
             pos = hits[int(index)].end()
@@ -82,8 +89,53 @@ def _line_of(text: str, path: str) -> int | None:
             if hit is None:
                 return found
             pos = hit.end()
+            if index is not None:
+                item = _array_item(text, pos, int(index))
+                if item is None:
+                    return text[:pos].count("\n") + 1
+                pos = item
         found = text[:pos].count("\n") + 1
     return found
+
+
+def _array_item(text: str, pos: int, index: int) -> int | None:
+    """Where the index-th item of the TOML array starting at `pos` begins (the text has parsed,
+    so strings and comments are well formed); None when it is not an array or is shorter."""
+    i = pos
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if not text.startswith("[", i):
+        return None
+    i += 1
+    count = 0
+    while i < len(text):
+        char = text[i]
+        if char in " \t\r\n,":
+            i += 1
+        elif char == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif char == "]":
+            return None
+        elif count == index:
+            return i
+        else:
+            i = _skip_item(text, i)
+            count += 1
+    return None
+
+
+def _skip_item(text: str, i: int) -> int:
+    """The position just after the array item (a string, or a bare value) starting at i."""
+    for quote in ('"""', "'''", '"', "'"):
+        if text.startswith(quote, i):
+            i += len(quote)
+            while i < len(text) and not text.startswith(quote, i):
+                i += 2 if quote[0] == '"' and text[i] == "\\" else 1
+            return i + len(quote)
+    while i < len(text) and text[i] not in ",]\n":
+        i += 1
+    return i
 
 
 class _Checker:
@@ -132,6 +184,24 @@ class _Checker:
             raise self.fail(f"{path}.{key}", f"unknown role '{bad[0]}' (roles: {', '.join(ROLES)})")
         return values
 
+    def tag_rules(self, path: str, template: str, legacy: tuple[str, ...] | None,
+                  ignore: tuple[str, ...]) -> None:
+        """The domain judges the template and the rules; its RuleError names the key and item."""
+        try:
+            versioning.TagRules(template=template,
+                                legacy=versioning.DEFAULT_LEGACY if legacy is None else legacy,
+                                ignore=ignore)
+        except versioning.RuleError as exc:
+            where = f"{path}.{exc.key}" + ("" if exc.index is None else f"[{exc.index}]")
+            raise self.fail(where, exc.message) from None
+
+    def link_template(self, table: dict[str, Any], key: str, path: str, placeholder: str) -> str:
+        """An optional http(s) URL template that must contain its placeholder ("" = no links)."""
+        value = self.string(table, key, path, default="", max_len=500) or ""
+        if value and (placeholder not in value or not value.startswith(("https://", "http://"))):
+            raise self.fail(f"{path}.{key}", f"must be an http(s) URL containing {placeholder}")
+        return value
+
     def regex(self, value: str, path: str) -> str:
         try:
             re.compile(value)
@@ -157,8 +227,8 @@ def parse(text: str, *, source: str = "config", base_dir: Path | None = None) ->
         path = f"projects[{p_index}]"
         table = check.table(raw, path, {
             "key", "name", "remote", "main_branch", "tag_template", "release_branch_template",
-            "baseline", "issue_key_pattern", "issue_url_template", "ignore_tags", "timezone",
-            "train", "environments", "teams"})
+            "baseline", "issue_key_pattern", "issue_url_template", "pr_url_template", "legacy_tags",
+            "ignore_tags", "timezone", "train", "environments", "teams"})
         key = check.string(table, "key", path, required=True, max_len=63) or ""
         if not KEY_RE.match(key):
             raise check.fail(f"{path}.key", "must be lower-case letters, digits, '-' or '_'")
@@ -170,20 +240,19 @@ def parse(text: str, *, source: str = "config", base_dir: Path | None = None) ->
             raise check.fail(f"{path}.remote", "is not an allowed remote URL")
         if base_dir is not None and "://" not in remote and not re.match(r"^[\w.-]+@[\w.-]+:", remote):
             remote = str((base_dir / remote).resolve())
-        tag_template = check.string(table, "tag_template", path, default="v{version}") or ""
-        if tag_template.count("{version}") != 1 or re.search(r"[\s~^:?*\[\\]|\.\.|@\{", tag_template):
-            raise check.fail(f"{path}.tag_template", "must contain {version} once and only characters allowed in a tag name")
-        branch_template = check.string(table, "release_branch_template", path, default="release/{major}.{minor}") or ""
+        tag_template = check.string(table, "tag_template", path, default="v{version}", max_len=100) or ""
+        legacy = check.strings(table, "legacy_tags", path) if "legacy_tags" in table else None
+        ignore = check.strings(table, "ignore_tags", path)
+        check.tag_rules(path, tag_template, legacy, ignore)
+        branch_template = check.string(table, "release_branch_template", path, default="release/{major}.{minor}", max_len=100) or ""
         if "{major}" not in branch_template or "{minor}" not in branch_template:
             raise check.fail(f"{path}.release_branch_template", "must contain {major} and {minor}")
         baseline = check.string(table, "baseline", path, default="0.1.0") or ""
         if not re.fullmatch(r"\d+\.\d+\.\d+", baseline):
             raise check.fail(f"{path}.baseline", "must be a version like 0.1.0")
-        issue_pattern = check.regex(check.string(table, "issue_key_pattern", path, default=r"[A-Z][A-Z0-9]+-\d+") or "", f"{path}.issue_key_pattern")
-        issue_url = check.string(table, "issue_url_template", path, default="") or ""
-        if issue_url and ("{key}" not in issue_url or not issue_url.startswith(("https://", "http://"))):
-            raise check.fail(f"{path}.issue_url_template", "must be an http(s) URL containing {key}")
-        ignore = tuple(check.regex(p, f"{path}.ignore_tags") for p in check.strings(table, "ignore_tags", path))
+        issue_pattern = check.regex(check.string(table, "issue_key_pattern", path, default=r"[A-Z][A-Z0-9]+-\d+", max_len=200) or "", f"{path}.issue_key_pattern")
+        issue_url = check.link_template(table, "issue_url_template", path, "{key}")
+        pr_url = check.link_template(table, "pr_url_template", path, "{pr}")
         tz = check.string(table, "timezone", path, default="UTC") or "UTC"
         try:
             ZoneInfo(tz)
@@ -198,10 +267,11 @@ def parse(text: str, *, source: str = "config", base_dir: Path | None = None) ->
         envs = _environments(check, table.get("environments"), path)
         teams = _teams(check, table.get("teams", []), path)
         projects.append(ProjectSettings(
-            key=key, name=check.string(table, "name", path, default=key) or key, remote=remote,
+            key=key, name=check.string(table, "name", path, default=key, max_len=120) or key, remote=remote,
             main_branch=check.string(table, "main_branch", path, default="main", max_len=200) or "main",
             tag_template=tag_template, release_branch_template=branch_template, baseline=baseline,
-            issue_key_pattern=issue_pattern, issue_url_template=issue_url, ignore_tags=ignore,
+            legacy_tags=legacy, issue_key_pattern=issue_pattern, issue_url_template=issue_url,
+            pr_url_template=pr_url, ignore_tags=ignore,
             timezone=tz, train_cron=train_cron, environments=envs, teams=teams))
     return tuple(projects)
 

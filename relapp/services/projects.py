@@ -16,7 +16,8 @@ PROJECT_FIELDS = {
     "name": "name", "remote_url": "remote", "main_branch": "main_branch",
     "tag_template": "tag_template", "release_branch_template": "release_branch_template",
     "baseline_version": "baseline", "issue_key_pattern": "issue_key_pattern",
-    "issue_url_template": "issue_url_template", "timezone": "timezone", "train_cron": "train_cron",
+    "issue_url_template": "issue_url_template", "pr_url_template": "pr_url_template",
+    "timezone": "timezone", "train_cron": "train_cron",
 }
 
 
@@ -47,6 +48,8 @@ def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | 
             project = db.session.scalar(select(Project).where(Project.key == settings.key))
             values = {attr: getattr(settings, name) for attr, name in PROJECT_FIELDS.items()}
             values["ignore_tags"] = list(settings.ignore_tags)
+            # None keeps the built-in legacy forms; a list (even empty) replaces them.
+            values["legacy_tags"] = None if settings.legacy_tags is None else list(settings.legacy_tags)
             if project is None:
                 project = Project(key=settings.key, **values)
                 db.session.add(project)
