@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from .domain.pipeline import Role
 from .exceptions import ServiceError
@@ -22,26 +22,57 @@ token_group = AppGroup("token", help="Manage API tokens.")
 
 
 def _fail(exc: Exception) -> click.ClickException:
+    if isinstance(exc, DBAPIError) and _no_schema(exc):
+        return click.ClickException("The database has no relapp tables yet; run `flask --app relapp db upgrade` first. Nothing was changed.")
     if isinstance(exc, OperationalError):
         return click.ClickException("The database cannot be reached; check DATABASE_URL. Nothing was changed.")
     return click.ClickException(str(getattr(exc, "detail", None) or exc))
+
+
+def _no_schema(exc: DBAPIError) -> bool:
+    """A missing table (SQLite's "no such table", PostgreSQL's UndefinedTable): not migrated."""
+    return "no such table" in str(exc.orig) or type(exc.orig).__name__ == "UndefinedTable"
 
 
 @config_group.command("sync")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def config_sync(file: Path) -> None:
     """Load FILE (TOML) into the database; running it twice changes nothing."""
+    sync_file(file)
+
+
+def sync_file(file: Path) -> list[str]:
+    """Load FILE into the database, report each change and (re)schedule release trains; a bad
+    file or an unreachable database raises ClickException with one sentence, changing nothing."""
     from .services.projects import sync_settings
     from .settings import load
 
     try:
         changes = sync_settings(load(file))
-    except (SettingsError, ServiceError, OperationalError) as exc:
+    except (SettingsError, ServiceError, OperationalError, ProgrammingError) as exc:
         raise _fail(exc) from None
     for line in changes:
         click.echo(line)
     click.echo(f"{len(changes)} change(s)." if changes else "Up to date: nothing changed.")
     _schedule_trains()
+    return changes
+
+
+def sync_at_start(app: Flask) -> None:
+    """The start commands' step (`make run`, gunicorn's master): sync RELAPP_CONFIG once when it
+    is set. A bad file prints `config sync`'s sentence on stderr and exits with status 1."""
+    path = app.config.get("RELAPP_CONFIG")
+    if not path:
+        return
+    click.echo(f"RELAPP_CONFIG: syncing {path}")
+    with app.app_context():
+        try:
+            sync_file(Path(path))
+        except click.ClickException as exc:
+            exc.show()
+            raise SystemExit(1) from None
+        finally:
+            db.session.remove()
 
 
 def _schedule_trains() -> None:

@@ -1,0 +1,32 @@
+"""gunicorn settings for the production start: `gunicorn -c python:relapp.gunicorn_conf relapp.wsgi:app`.
+
+Its `on_starting` hook runs once, in gunicorn's master before any web worker is forked: when
+RELAPP_CONFIG is set it syncs that file, as `flask --app relapp config sync` does. A bad file
+stops the start with the same one-sentence error on stderr and exit status 1. Command-line
+options (`--workers`, `--bind`, ...) override the defaults below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+worker_class = "gthread"
+threads = 16
+timeout = 120
+graceful_timeout = 5
+
+
+def on_starting(server: Any) -> None:
+    """Sync RELAPP_CONFIG once per start (the master), never once per worker."""
+    from relapp import create_app
+    from relapp.cli import sync_at_start
+    from relapp.extensions import db
+
+    app = create_app()
+    sync_at_start(app)
+    # The workers build apps of their own; the master keeps no connection a fork would share.
+    with app.app_context():
+        db.engine.dispose()
+    client = app.extensions.pop("relapp.redis", None)
+    if client is not None:
+        client.close()
