@@ -10,12 +10,12 @@ from typing import Any
 from relapp.domain.commits import (
     DEFAULT_ISSUE_PATTERN,
     MAX_SCANNED_CHARS,
-    cancelled_shas,
     compile_issue_pattern,
     find_issue_keys,
+    merged_in,
     parse_fields,
     parse_message,
-    revert_target,
+    revert_outcome,
 )
 from relapp.domain.gitdata import RawCommit, fast_frozen_init
 
@@ -24,15 +24,20 @@ __all__ = [
     "DEFAULT_ISSUE_PATTERN",
     "OTHER_TEAM",
     "SECTION_ORDER",
+    "CancelledCommit",
     "Changelog",
     "ChangelogBuilder",
     "ChangelogEntry",
+    "MergeCommit",
+    "RevertPair",
     "Section",
     "Team",
     "build_changelog",
     "compile_issue_pattern",
     "entry_markdown",
     "parse_message",
+    "pr_url",
+    "summary",
     "teams_for",
     "to_json",
     "to_markdown",
@@ -110,15 +115,89 @@ class ChangelogEntry:
         return _TYPE_SECTION.get(self.type or "", Section.OTHER)
 
 
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
+class MergeCommit:
+    """A merge commit of the range: listed apart from the entries, folded on the page."""
+
+    sha: str
+    short_sha: str
+    subject: str
+    pr: int | None
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelledCommit:
+    """A commit whose change does not reach the release: a revert pair inside the range, or a
+    commit brought in by a merge that such a pair reverted."""
+
+    sha: str
+    short_sha: str
+    subject: str
+    author: str
+    merge: bool
+    reverts: str | None  # the commit of the range this one reverts
+    reverted_by: tuple[str, ...]  # the commits of the range that revert this one
+    merged_by: str | None  # the reverted merge that brought it in (it is not reverted itself)
+
+
+@dataclass(frozen=True, slots=True)
+class RevertPair:
+    """How cancelled commits are shown: one that was reverted and the revert that cancelled it
+    (None: a second revert of a commit already shown), with what a reverted merge brought in."""
+
+    reverted: CancelledCommit
+    revert: CancelledCommit | None
+    brought_in: tuple[CancelledCommit, ...]
+
+
 @dataclass(frozen=True)
 class Changelog:
-    """All entries of a commit range, and the same entries grouped by team then section."""
+    """Every commit of a range, each exactly once: an entry (grouped by team then section), a
+    merge, or cancelled."""
 
     entries: tuple[ChangelogEntry, ...]
     by_team: Mapping[str, tuple[tuple[Section, tuple[ChangelogEntry, ...]], ...]]
     non_conventional_count: int
-    merge_count: int
-    cancelled_reverts: tuple[str, ...]  # shas of revert pairs that cancelled inside the range
+    merges: tuple[MergeCommit, ...]
+    cancelled: tuple[CancelledCommit, ...]
+    commit_count: int  # the commits of the range, counted as they arrived (`git rev-list --count`)
+
+    @property
+    def merge_count(self) -> int:
+        """How many merges (not cancelled) the range holds."""
+        return len(self.merges)
+
+    @property
+    def cancelled_reverts(self) -> tuple[str, ...]:
+        """The shas of the cancelled commits, in the range's order."""
+        return tuple(c.sha for c in self.cancelled)
+
+    @property
+    def revert_pairs(self) -> tuple[RevertPair, ...]:
+        """The cancelled commits as pairs, newest first; each commit is shown once."""
+        by_sha = {c.sha: c for c in self.cancelled}
+        brought: dict[str, list[CancelledCommit]] = {}
+        for c in self.cancelled:
+            if c.merged_by is not None:
+                brought.setdefault(c.merged_by, []).append(c)
+        used: set[str] = set()
+        pairs: list[RevertPair] = []
+        for c in reversed(self.cancelled):  # oldest first: a commit comes before its reverts
+            if c.sha in used or c.merged_by is not None:
+                continue
+            used.add(c.sha)
+            revert = next(
+                (by_sha[r] for r in reversed(c.reverted_by) if r in by_sha and r not in used),
+                None,
+            )
+            merged = brought.get(c.sha, [])
+            if revert is not None:
+                used.add(revert.sha)
+                merged = merged + brought.get(revert.sha, [])
+            pairs.append(RevertPair(c, revert, tuple(merged)))
+        return tuple(reversed(pairs))
 
 
 def _group(
@@ -138,8 +217,9 @@ class ChangelogBuilder:
     """Builds a changelog one commit at a time, so the work can overlap git writing the range.
 
     add() parses each commit and files its entry right away; build() does only what needs the
-    whole range (cancelling revert pairs, which may arrive in either order). Fed the commits
-    of a range in order, build() returns exactly what build_changelog returns for them.
+    whole range (cancelling revert pairs, which may arrive in either order, and what a
+    reverted merge brought in). Fed the commits of a range in order, build() returns exactly
+    what build_changelog returns for them.
     """
 
     __slots__ = (
@@ -149,6 +229,7 @@ class ChangelogBuilder:
         "_merges",
         "_needs_dash",
         "_owners",
+        "_parents",
         "_reverters",
         "_rx",
         "_shas",
@@ -173,8 +254,9 @@ class ChangelogBuilder:
         self._grouped: dict[str, dict[Section, list[ChangelogEntry]]] = {t: {} for t in team_order}
         self._sinks: dict[tuple[tuple[str, ...], Section], tuple[list[ChangelogEntry], ...]] = {}
         self._entries: list[ChangelogEntry] = []
-        self._merges: list[str] = []  # lowercase shas of merge commits
+        self._merges: list[MergeCommit] = []
         self._shas: list[str] = []  # every commit's sha, in order: the cancelled list keeps it
+        self._parents: list[tuple[str, ...]] = []  # each commit's parents, as _shas
         # Lowercase sha -> revert target (None: not a revert), as effective_commits keys them.
         self._targets: dict[str, str | None] = {}
         self._reverters: list[str] = []  # lowercase shas that name a revert target
@@ -184,14 +266,17 @@ class ChangelogBuilder:
         sha = commit.sha
         message = commit.message
         self._shas.append(sha)
+        parents = commit.parents
+        self._parents.append(parents)
         key = sha.lower()
-        if len(commit.parents) > 1:
+        if len(parents) > 1:
             # A merge has no entry, but it can revert or be reverted (`git revert -m`).
-            target = revert_target(message)
+            fields = parse_fields(message)
+            target = fields[8]
             self._targets[key] = target
             if target is not None:
                 self._reverters.append(key)
-            self._merges.append(key)
+            self._merges.append(MergeCommit(sha, sha[:7], fields[9], fields[5], commit.author_name))
             return
         ctype, scope, breaking, description, _, pr, co_authors, picked, reverts, subject = (
             parse_fields(message)
@@ -242,20 +327,18 @@ class ChangelogBuilder:
             bucket.append(e)
 
     def build(self) -> Changelog:
-        """The changelog of every commit added so far, revert pairs that cancel left out."""
+        """The changelog of every commit added so far, each an entry, a merge or cancelled."""
         targets = self._targets
-        dropped: set[str] = set()
+        entries = self._entries
+        merges = self._merges
+        grouped = self._grouped
+        cancelled: tuple[CancelledCommit, ...] = ()
         # Only a revert whose target is in the range can cancel anything: usually there is none.
         if any(targets[r] in targets for r in self._reverters):
-            dropped = cancelled_shas(targets)
-        entries = self._entries
-        merge_count = len(self._merges)
-        cancelled: tuple[str, ...] = ()
-        grouped = self._grouped
-        if dropped:
-            entries = [e for e in entries if e.sha.lower() not in dropped]
-            merge_count = sum(1 for m in self._merges if m not in dropped)
-            cancelled = tuple(s for s in self._shas if s.lower() in dropped)
+            gone = self._cancel(targets)
+            entries = [e for e in entries if e.sha.lower() not in gone]
+            merges = [m for m in merges if m.sha.lower() not in gone]
+            cancelled = tuple(gone.values())
             # Regroup the survivors from scratch: a team may have lost all its entries.
             grouped = {t: {} for t in grouped}
             for e in entries:
@@ -266,9 +349,53 @@ class ChangelogBuilder:
             entries=tuple(entries),
             by_team=_group(grouped),
             non_conventional_count=sum(1 for e in entries if e.type is None),
-            merge_count=merge_count,
-            cancelled_reverts=cancelled,
+            merges=tuple(merges),
+            cancelled=cancelled,
+            commit_count=len(self._shas),
         )
+
+    def _cancel(self, targets: Mapping[str, str | None]) -> dict[str, CancelledCommit]:
+        """The cancelled commits by lowercase sha, in the range's order."""
+        dropped, undone = revert_outcome(targets)
+        keys = [s.lower() for s in self._shas]
+        sha_of = dict(zip(keys, self._shas, strict=True))
+        # A merge undone by `git revert -m 1` takes back all it brought in: those commits'
+        # changes are not in the release either. Oldest merge first, so a commit brought in by
+        # a nested merge that was reverted itself is ascribed to that one.
+        merged_by: dict[str, str] = {}
+        undone_merges = [m.sha.lower() for m in reversed(self._merges) if m.sha.lower() in undone]
+        if undone_merges:
+            graph = {
+                k: tuple(p.lower() for p in ps) for k, ps in zip(keys, self._parents, strict=True)
+            }
+            for m in undone_merges:
+                for k in merged_in(m, graph):
+                    if k not in dropped and k not in merged_by:
+                        merged_by[k] = m
+        reverted_by: dict[str, list[str]] = {}
+        for k in keys:  # the range's order
+            t = targets.get(k)
+            if t is not None and t in targets:
+                reverted_by.setdefault(t, []).append(sha_of[k])
+        known: dict[str, ChangelogEntry | MergeCommit] = {e.sha.lower(): e for e in self._entries}
+        known.update((m.sha.lower(), m) for m in self._merges)
+        gone: dict[str, CancelledCommit] = {}
+        for k in keys:
+            if k not in dropped and k not in merged_by:
+                continue
+            c = known[k]
+            target = targets.get(k)
+            gone[k] = CancelledCommit(
+                sha=c.sha,
+                short_sha=c.short_sha,
+                subject=c.subject,
+                author=c.author,
+                merge=isinstance(c, MergeCommit),
+                reverts=sha_of[target] if target is not None and target in sha_of else None,
+                reverted_by=tuple(reverted_by.get(k, ())),
+                merged_by=sha_of[merged_by[k]] if k in merged_by else None,
+            )
+        return gone
 
 
 def build_changelog(
@@ -284,60 +411,165 @@ def build_changelog(
     return builder.build()
 
 
+# Markdown escapes: every character that could start emphasis, code, a link, an autolink, an
+# HTML tag or an entity is backslash-escaped, so commit text shows as written.
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>&~|"})
+# A link destination may not hold spaces, angle brackets or unbalanced parentheses.
+_MD_URL = str.maketrans({" ": "%20", "<": "%3C", ">": "%3E", "(": "%28", ")": "%29"})
+
+
+def _md(text: str) -> str:
+    return text.translate(_MD_SPECIAL)
+
+
+def _md_link(text: str, url: str) -> str:
+    return f"[{_md(text)}]({url.translate(_MD_URL)})"
+
+
+def pr_url(template: str | None, pr: int | None) -> str | None:
+    """The link of a PR number, for an http(s) template holding `{pr}`; else None."""
+    # str.replace, not str.format: a template is user configuration and may hold other braces.
+    if pr is None or not template or not _usable(template, "{pr}"):
+        return None
+    return template.replace("{pr}", str(pr))
+
+
+def _usable(template: str | None, placeholder: str) -> bool:
+    # As the page links issue keys: only an http(s) URL, so no other scheme reaches an href.
+    return bool(
+        template and template.startswith(("https://", "http://")) and placeholder in template
+    )
+
+
 def _issue_link(key: str, template: str | None) -> str:
     # str.replace, not str.format: a template is user configuration and may hold other braces.
-    return f"[{key}]({template.replace('{key}', key)})" if template else key
+    return _md_link(key, template.replace("{key}", key)) if template else _md(key)
 
 
-def entry_markdown(entry: ChangelogEntry, issue_url_template: str | None = None) -> str:
+def _pr_ref(pr: int, template: str | None) -> str:
+    url = pr_url(template, pr)
+    return _md_link(f"#{pr}", url) if url else f"#{pr}"
+
+
+def entry_markdown(
+    entry: ChangelogEntry,
+    issue_url_template: str | None = None,
+    pr_url_template: str | None = None,
+) -> str:
     """Render one entry as a Markdown list item."""
-    scope = f"**{entry.scope}:** " if entry.scope else ""
+    scope = f"**{_md(entry.scope)}:** " if entry.scope else ""
     refs = [f"`{entry.short_sha}`"]
     if entry.pr is not None:
-        refs.append(f"#{entry.pr}")
+        refs.append(_pr_ref(entry.pr, pr_url_template))
     refs.extend(_issue_link(k, issue_url_template) for k in entry.issues)
-    who = ", ".join((entry.author, *entry.co_authors))
-    return f"- {scope}{entry.description} ({', '.join(refs)}) — {who}"
+    who = _md(", ".join((entry.author, *entry.co_authors)))
+    return f"- {scope}{_md(entry.description)} ({', '.join(refs)}) — {who}"
 
 
-def to_markdown(changelog: Changelog, *, title: str, issue_url_template: str | None = None) -> str:
-    """Render a changelog as Markdown: a title, a heading per team, a sub-heading per section."""
-    lines = [f"# {title}", ""]
-    if not changelog.entries:
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def summary(changelog: Changelog) -> str:
+    """One line: the range's commits and where each went ("142 commits: 120 entries, …")."""
+    return (
+        f"{_plural(changelog.commit_count, 'commit')}: "
+        f"{_plural(len(changelog.entries), 'entry', 'entries')}, "
+        f"{_plural(len(changelog.merges), 'merge')}, {len(changelog.cancelled)} cancelled"
+    )
+
+
+def _cancelled_markdown(c: CancelledCommit) -> str:
+    return f"{_md(c.subject)} (`{c.short_sha}`)"
+
+
+def to_markdown(
+    changelog: Changelog,
+    *,
+    title: str,
+    issue_url_template: str | None = None,
+    pr_url_template: str | None = None,
+) -> str:
+    """Render a changelog as Markdown: a title, a heading per team, a sub-heading per section,
+    then the merges and the cancelled commits, so that every commit of the range is named."""
+    lines = [f"# {_md(title)}", ""]
+    if changelog.commit_count:
+        lines += [f"_{summary(changelog)}._", ""]
+    else:
         lines += ["_No changes._", ""]
     for team, sections in changelog.by_team.items():
-        lines += [f"## {team}", ""]
+        lines += [f"## {_md(team)}", ""]
         for section, entries in sections:
             lines += [f"### {section.value}", ""]
-            lines += [entry_markdown(e, issue_url_template) for e in entries]
+            lines += [entry_markdown(e, issue_url_template, pr_url_template) for e in entries]
             lines.append("")
+    if changelog.merges:
+        lines += ["## Merges", ""]
+        for m in changelog.merges:
+            refs = [f"`{m.short_sha}`"]
+            if m.pr is not None:
+                refs.append(_pr_ref(m.pr, pr_url_template))
+            lines.append(f"- {_md(m.subject)} ({', '.join(refs)})")
+        lines.append("")
+    if changelog.cancelled:
+        lines += ["## Cancelled (reverted within this release)", ""]
+        short = {c.sha: c.short_sha for c in changelog.cancelled}
+        for pair in changelog.revert_pairs:
+            first = _cancelled_markdown(pair.reverted)
+            if pair.revert is not None:
+                line = f"- {first} reverted by {_cancelled_markdown(pair.revert)}"
+            elif pair.reverted.reverts is not None:
+                target = short.get(pair.reverted.reverts, pair.reverted.reverts[:7])
+                line = f"- {first}, which reverts `{target}`"
+            else:
+                line = f"- {first}"
+            if pair.brought_in:
+                n = len(pair.brought_in)
+                line += f", with the {_plural(n, 'commit')} the merge brought in:"
+            lines.append(line)
+            lines += [f"  - {_cancelled_markdown(c)}" for c in pair.brought_in]
+        lines.append("")
     if changelog.non_conventional_count:
         n = changelog.non_conventional_count
-        lines += [f"_{n} commit{'s' if n != 1 else ''} without a conventional-commit type._", ""]
+        lines += [f"_{_plural(n, 'commit')} without a conventional-commit type._", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def to_json(changelog: Changelog) -> dict[str, Any]:
-    """Return a JSON-serialisable dict of the changelog (entries once, teams refer to shas)."""
+def to_json(changelog: Changelog, *, pr_url_template: str | None = None) -> dict[str, Any]:
+    """Return a JSON-serialisable dict of the changelog (entries once, teams refer to shas).
+
+    With a usable `pr_url_template`, entries and merges carry `pr_url` (None without a PR).
+    """
+    links = _usable(pr_url_template, "{pr}")
+
+    def with_link(item: dict[str, Any], pr: int | None) -> dict[str, Any]:
+        if links:
+            item["pr_url"] = pr_url(pr_url_template, pr)
+        return item
+
     return {
+        "commit_count": changelog.commit_count,
         "entries": [
-            {
-                "sha": e.sha,
-                "short_sha": e.short_sha,
-                "type": e.type,
-                "scope": e.scope,
-                "breaking": e.breaking,
-                "section": e.section.value,
-                "description": e.description,
-                "subject": e.subject,
-                "pr": e.pr,
-                "issues": list(e.issues),
-                "author": e.author,
-                "author_email": e.author_email,
-                "co_authors": list(e.co_authors),
-                "teams": list(e.teams),
-                "cherry_picked_from": e.cherry_picked_from,
-            }
+            with_link(
+                {
+                    "sha": e.sha,
+                    "short_sha": e.short_sha,
+                    "type": e.type,
+                    "scope": e.scope,
+                    "breaking": e.breaking,
+                    "section": e.section.value,
+                    "description": e.description,
+                    "subject": e.subject,
+                    "pr": e.pr,
+                    "issues": list(e.issues),
+                    "author": e.author,
+                    "author_email": e.author_email,
+                    "co_authors": list(e.co_authors),
+                    "teams": list(e.teams),
+                    "cherry_picked_from": e.cherry_picked_from,
+                },
+                e.pr,
+            )
             for e in changelog.entries
         ],
         "by_team": {
@@ -346,5 +578,31 @@ def to_json(changelog: Changelog) -> dict[str, Any]:
         },
         "non_conventional_count": changelog.non_conventional_count,
         "merge_count": changelog.merge_count,
+        "merges": [
+            with_link(
+                {
+                    "sha": m.sha,
+                    "short_sha": m.short_sha,
+                    "subject": m.subject,
+                    "pr": m.pr,
+                    "author": m.author,
+                },
+                m.pr,
+            )
+            for m in changelog.merges
+        ],
+        "cancelled": [
+            {
+                "sha": c.sha,
+                "short_sha": c.short_sha,
+                "subject": c.subject,
+                "author": c.author,
+                "merge": c.merge,
+                "reverts": c.reverts,
+                "reverted_by": list(c.reverted_by),
+                "merged_by": c.merged_by,
+            }
+            for c in changelog.cancelled
+        ],
         "cancelled_reverts": list(changelog.cancelled_reverts),
     }

@@ -244,12 +244,21 @@ def effective_commits(
 
 def cancelled_shas(targets: Mapping[str, str | None]) -> set[str]:
     """The lowercase shas that cancel, given each commit's revert target (None: not a revert)."""
+    return revert_outcome(targets)[0]
+
+
+def revert_outcome(targets: Mapping[str, str | None]) -> tuple[set[str], set[str]]:
+    """(cancelled, undone) lowercase shas, given each commit's revert target (None: not a revert).
+
+    Cancelled holds both halves of every pair that cancels; undone, the subset that an
+    effective revert inside the range undid (the other halves are those reverts).
+    """
     reverted_by: dict[str, list[str]] = {}
     for sha, target in targets.items():
         if target is not None and target in targets:
             reverted_by.setdefault(target, []).append(sha)
     if not reverted_by:
-        return set()
+        return set(), set()
 
     alive: dict[str, bool] = {}
 
@@ -272,12 +281,41 @@ def cancelled_shas(targets: Mapping[str, str | None]) -> set[str]:
         return alive[sha]
 
     dropped: set[str] = set()
+    undone: set[str] = set()
     for sha, target in targets.items():
         if not is_alive(sha):
             dropped.add(sha)  # reverted by an effective revert inside the range
+            undone.add(sha)
         if target is not None and target in targets and is_alive(sha):
             dropped.add(sha)  # an effective revert whose target is here: the pair cancels
-    return dropped
+    return dropped, undone
+
+
+def merged_in(merge: str, parents: Mapping[str, Sequence[str]]) -> set[str]:
+    """The commits of a range that a merge brought in: those reachable from its other parents
+    but not from its first, walking only the range (`parents`: sha -> its parents).
+
+    Walking only the range is exact: a commit of the range is never reached through one outside
+    it, since everything an excluded commit reaches is excluded too.
+    """
+    first, *others = parents.get(merge, ()) or ("",)
+    mainline: set[str] = set()
+    stack = [first] if first in parents else []
+    while stack:
+        cur = stack.pop()
+        if cur not in mainline:
+            mainline.add(cur)
+            stack.extend(p for p in parents[cur] if p in parents and p not in mainline)
+    brought: set[str] = set()
+    stack = [p for p in others if p in parents and p not in mainline]
+    while stack:
+        cur = stack.pop()
+        if cur not in brought:
+            brought.add(cur)
+            stack.extend(
+                p for p in parents[cur] if p in parents and p not in mainline and p not in brought
+            )
+    return brought
 
 
 class FixPresence(StrEnum):
