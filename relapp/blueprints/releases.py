@@ -89,7 +89,8 @@ def changelog_md(project: str, version: str) -> Any:
     proj = get_project(project)
     export = read.changelog_export(proj, version, since=request.args.get("since") or None)
     text = cl.to_markdown(export.changelog, title=export.title,
-                          issue_url_template=proj.issue_url_template or None)
+                          issue_url_template=proj.issue_url_template or None,
+                          pr_url_template=proj.pr_url_template or None)
     return Response(text, mimetype="text/markdown", headers={
         "Content-Disposition": f'attachment; filename="{export.filename}.md"'})
 
@@ -98,11 +99,11 @@ def changelog_md(project: str, version: str) -> Any:
 @login_required
 def changelog_json(project: str, version: str) -> Any:
     """The release's changelog as a JSON file."""
-    export = read.changelog_export(get_project(project), version,
-                                   since=request.args.get("since") or None)
+    proj = get_project(project)
+    export = read.changelog_export(proj, version, since=request.args.get("since") or None)
     body = {"project": project, "version": export.release.version,
             "since": export.since.version if export.since else None,
-            **cl.to_json(export.changelog)}
+            **cl.to_json(export.changelog, pr_url_template=proj.pr_url_template or None)}
     return Response(json.dumps(body, indent=2), mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="{export.filename}.json"'})
 

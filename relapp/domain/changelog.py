@@ -37,7 +37,6 @@ __all__ = [
     "entry_markdown",
     "parse_message",
     "pr_url",
-    "summary",
     "teams_for",
     "to_json",
     "to_markdown",
@@ -115,6 +114,10 @@ class ChangelogEntry:
         return _TYPE_SECTION.get(self.type or "", Section.OTHER)
 
 
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class MergeCommit:
@@ -173,6 +176,15 @@ class Changelog:
     def cancelled_reverts(self) -> tuple[str, ...]:
         """The shas of the cancelled commits, in the range's order."""
         return tuple(c.sha for c in self.cancelled)
+
+    @property
+    def summary(self) -> str:
+        """One line: the range's commits and where each went ("142 commits: 120 entries, …")."""
+        return (
+            f"{_plural(self.commit_count, 'commit')}: "
+            f"{_plural(len(self.entries), 'entry', 'entries')}, "
+            f"{_plural(len(self.merges), 'merge')}, {len(self.cancelled)} cancelled"
+        )
 
     @property
     def revert_pairs(self) -> tuple[RevertPair, ...]:
@@ -466,19 +478,6 @@ def entry_markdown(
     return f"- {scope}{_md(entry.description)} ({', '.join(refs)}) — {who}"
 
 
-def _plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else words or word + 's'}"
-
-
-def summary(changelog: Changelog) -> str:
-    """One line: the range's commits and where each went ("142 commits: 120 entries, …")."""
-    return (
-        f"{_plural(changelog.commit_count, 'commit')}: "
-        f"{_plural(len(changelog.entries), 'entry', 'entries')}, "
-        f"{_plural(len(changelog.merges), 'merge')}, {len(changelog.cancelled)} cancelled"
-    )
-
-
 def _cancelled_markdown(c: CancelledCommit) -> str:
     return f"{_md(c.subject)} (`{c.short_sha}`)"
 
@@ -494,7 +493,7 @@ def to_markdown(
     then the merges and the cancelled commits, so that every commit of the range is named."""
     lines = [f"# {_md(title)}", ""]
     if changelog.commit_count:
-        lines += [f"_{summary(changelog)}._", ""]
+        lines += [f"_{changelog.summary}._", ""]
     else:
         lines += ["_No changes._", ""]
     for team, sections in changelog.by_team.items():

@@ -65,13 +65,15 @@ def changelog(key: str, version: str) -> Any:
     project, release = svc.project_release(key, version)
     since = request.args.get("since")
     log, start = svc.changelog(project, release, since=since)
-    title = f"{release.version}" + (f" (since {start.version})" if start else "")
+    # The title the page's download gives it: the API's Markdown is that file, byte for byte.
+    title = f"{project.name} {release.version}" + (f" (since {start.version})" if start else "")
     if request.args.get("format") == "markdown":
-        text = cl.to_markdown(log, title=title, issue_url_template=project.issue_url_template or None)
+        text = cl.to_markdown(log, title=title, issue_url_template=project.issue_url_template or None,
+                              pr_url_template=project.pr_url_template or None)
         return Response(text, mimetype="text/markdown",
                         headers={"Content-Disposition": f'inline; filename="{project.key}-{release.version}.md"'})
     return dump(schemas.ChangelogOut.of(release.version, start.version if start else None,
-                                        cl.to_json(log)))
+                                        cl.to_json(log, pr_url_template=project.pr_url_template or None)))
 
 
 @bp.post("/projects/<key>/releases/<version>/hotfixes")

@@ -262,6 +262,7 @@ class ChangelogEntry(Out):
     co_authors: list[str]
     teams: list[str]
     cherry_picked_from: str | None
+    pr_url: str | None = None  # given only when the project has a pr_url_template
 
 
 class TeamSection(Out):
@@ -269,13 +270,36 @@ class TeamSection(Out):
     shas: list[str]
 
 
+class ChangelogMerge(Out):
+    sha: str
+    short_sha: str
+    subject: str
+    pr: int | None
+    author: str
+    pr_url: str | None = None  # given only when the project has a pr_url_template
+
+
+class ChangelogCancelled(Out):
+    sha: str
+    short_sha: str
+    subject: str
+    author: str
+    merge: bool
+    reverts: str | None
+    reverted_by: list[str]
+    merged_by: str | None
+
+
 class ChangelogOut(Out):
     version: str
     since: str | None
+    commit_count: int
     entries: list[ChangelogEntry]
     by_team: dict[str, list[TeamSection]]
     non_conventional_count: int
     merge_count: int
+    merges: list[ChangelogMerge]
+    cancelled: list[ChangelogCancelled]
     cancelled_reverts: list[str]
 
     @classmethod
