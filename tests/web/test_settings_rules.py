@@ -105,8 +105,11 @@ ALLOWED_PLACEHOLDERS = r"(?s)(?=.*\{version\})(?=.*\{major\})"
      9, r"legacy_tags\[1\]", r"(?i)regular expression"),
     (r"'product-(?P<major>\d+)_(?P<minor>\d+)',", r"'product-(?P<minor>\d+)_(?P<patch>\d+)',",
      9, r"legacy_tags\[1\]", r"\(\?P<major>"),
-    (r"ignore_tags = ['^lite-.*$', '^\d{4}\.\d{2}$']", "ignore_tags = ['^lite-.*$', '(a+)+$']",
-     11, r"ignore_tags\[1\]", r"(?i)time|backtrack|catastroph|nested|slow"),
+    # (a+)+$ is not catastrophic on the `regex` engine the domain runs user rules on; (a|aa)+$ is.
+    (r"ignore_tags = ['^lite-.*$', '^\d{4}\.\d{2}$']", "ignore_tags = ['^lite-.*$', '(a|aa)+$']",
+     11, r"ignore_tags\[1\]", r"(?i)catastrophic backtracking.*matches whole tag names"),
+    (r"'rc-(?P<major>\d+)_", r"'rc-(?P<major>(\d|\d\d)+)_",
+     8, r"legacy_tags\[0\]", r"(?i)catastrophic backtracking.*\(\?P<major>"),
     ("ignore_tags = ['^lite-.*$',", "ignore_tags = ['^lite-(.*$',",
      11, r"ignore_tags\[0\]", r"(?i)regular expression"),
     ('pr_url_template = "https://git.example.com/product/pull/{pr}"',
@@ -117,7 +120,7 @@ ALLOWED_PLACEHOLDERS = r"(?s)(?=.*\{version\})(?=.*\{major\})"
      12, "pr_url_template", r"must be an http\(s\) URL containing \{pr\}"),
     (PRODUCT_LEGACY, "legacy_tags = 'rc-.*'\n", 6, "legacy_tags", "must be a list of strings"),
 ], ids=["two-versions", "minor-without-major", "legacy-does-not-compile", "legacy-without-major",
-        "catastrophic-ignore", "ignore-does-not-compile", "pr-link-without-pr", "pr-link-not-http",
+        "catastrophic-ignore", "catastrophic-legacy", "ignore-does-not-compile", "pr-link-without-pr", "pr-link-not-http",
         "legacy-not-a-list"])
 def test_a_bad_template_or_rule_names_line_and_key_and_says_what_is_allowed(old, new, line, key, says):
     with pytest.raises(SettingsError) as caught:
