@@ -2,221 +2,113 @@
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import Enum
+from typing import NamedTuple
 
 from semver import Version
 
+from relapp.domain import tagrules
 from relapp.domain.commits import effective_commits, parse_message
 from relapp.domain.gitdata import RawCommit, TagRef
+from relapp.domain.tagrules import DEFAULT_LEGACY, VERSION_SLOT, RuleError, TagStatus
 
-# Strict semver (semver.org's recommended regex) without anchors, so a template can wrap it.
-# Numeric identifiers forbid leading zeros, so `v01.2.3` never matches the template.
-_NUM = r"0|[1-9]\d*"
-_PRE_ID = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
-SEMVER_PATTERN = (
-    rf"(?P<major>{_NUM})\.(?P<minor>{_NUM})\.(?P<patch>{_NUM})"
-    rf"(?:-(?P<pre>{_PRE_ID}(?:\.{_PRE_ID})*))?"
-    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-)
-
-# Pre-release spellings seen in hand-made tags: rc1, rc.1, -rc1, .rc1, beta2, a1.
-_LEGACY_PRE = r"(?:[-.]?(?P<pre>(?:rc|alpha|beta|pre|a|b)[.-]?\d+))?"
-_LEGACY_BUILD = r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-
-# Ordered fullmatch rules for tags made before relapp. Groups: major, minor, patch (optional),
-# pre (optional), build (optional). Digits are `\d+` on purpose: leading zeros are caught
-# after the match so the tag is reported with a reason instead of silently dropped.
-DEFAULT_LEGACY: tuple[str, ...] = (
-    # v1.2.3, V1.2.3, 1.2.3, 1.2.0rc1, 1.2.0-rc.1, v1.2.0-rc1, 1.2.3+build
-    rf"[vV]?(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+){_LEGACY_PRE}{_LEGACY_BUILD}",
-    # v1.2, 1.2, 1.2rc1
-    rf"[vV]?(?P<major>\d+)\.(?P<minor>\d+){_LEGACY_PRE}",
-    # release-1.4.0, release-1.4, release/1.4.0, rel-1.4, release-v1.4.0
-    rf"(?:release|rel)[-_/][vV]?(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?{_LEGACY_PRE}",
-    # rel_1_4_0, release_1_4
-    r"(?:release|rel)_(?P<major>\d+)_(?P<minor>\d+)(?:_(?P<patch>\d+))?",
-)
-
-_PRE_NORMAL = {"a": "alpha", "b": "beta"}
-_PRE_SPLIT_RE = re.compile(r"(?P<token>[A-Za-z]+)[.-]?(?P<n>\d+)")
-_GLUED_PRE_RE = re.compile(r"(?:rc|alpha|beta|pre)\d+", re.IGNORECASE)
-
-
-def _normalise_pre(pre: str) -> str:
-    """`rc1`, `rc.1`, `rc-1` -> `rc.1`; `a1` -> `alpha.1`; anything else is kept as written."""
-    m = _PRE_SPLIT_RE.fullmatch(pre)
-    if m is None:
-        return pre
-    token = m["token"].lower()
-    return f"{_PRE_NORMAL.get(token, token)}.{int(m['n'])}"
-
-
-class TagStatus(StrEnum):
-    """How a tag name was understood."""
-
-    CANONICAL = "canonical"
-    LEGACY = "legacy"
-    IGNORED = "ignored"
-    UNKNOWN = "unknown"
-
-
-class RuleError(ValueError):
-    """A tag template or rule that cannot be used. `key` is the configuration key it came from
-    ("tag_template", "legacy_tags" or "ignore_tags"), `index` its position in a list (None for
-    the template); the message says what is wrong and what is allowed."""
-
-    def __init__(self, key: str, index: int | None, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.index = index
-        self.message = message
+# The tag rules themselves live in relapp.domain.tagrules; their public names are offered here
+# too, so callers keep one module for versions and tags.
+__all__ = [
+    "DEFAULT_LEGACY",
+    "Bump",
+    "ClassifiedTag",
+    "Conflict",
+    "Inventory",
+    "NextVersion",
+    "Refusal",
+    "RuleError",
+    "TagRules",
+    "TagShape",
+    "TagStatus",
+    "Understanding",
+    "classify",
+    "format_tag",
+    "inventory",
+    "line_of",
+    "next_hotfix_version",
+    "next_main_version",
+    "next_prerelease",
+    "parse_tag",
+    "precedence",
+    "previous_release",
+    "release_kind",
+    "tag_shape",
+    "tag_shapes",
+    "toml_snippet",
+    "version_key",
+]
 
 
 @dataclass(frozen=True)
 class TagRules:
-    """A project's tag template plus the legacy and ignore rules used to adopt old tags."""
+    """A project's tag template plus the legacy and ignore rules used to adopt old tags.
+
+    Built once per set of rules (the checked form is cached): an invalid template or rule raises
+    RuleError naming its key, its position and what is allowed. Ignore rules are checked first,
+    then the template, then the legacy rules in order; see relapp.domain.tagrules.
+    """
 
     template: str = "v{version}"
     legacy: tuple[str, ...] = DEFAULT_LEGACY
     ignore: tuple[str, ...] = ()
-    _canonical: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _legacy: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    _ignore: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    _suffix_len: int = field(init=False, repr=False, compare=False)
+    _matcher: tagrules.Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.template.count("{version}") != 1:
-            raise ValueError(
-                f"The tag template {self.template!r} must contain {{version}} exactly once, "
-                "e.g. v{version}."
-            )
-        prefix, suffix = self.template.split("{version}")
-        if any(c in prefix + suffix for c in "{}"):
-            raise ValueError(
-                f"The tag template {self.template!r} may only use the {{version}} placeholder; "
-                "remove the other braces."
-            )
-        canonical = re.compile(re.escape(prefix) + SEMVER_PATTERN + re.escape(suffix))
-        object.__setattr__(self, "_canonical", canonical)
-        object.__setattr__(self, "_suffix_len", len(suffix))
-        object.__setattr__(self, "_legacy", _compile_all("legacy tag rule", self.legacy))
-        object.__setattr__(self, "_ignore", _compile_all("ignore pattern", self.ignore))
-        for rx, src in zip(self._legacy, self.legacy, strict=True):
-            if not {"major", "minor"} <= set(rx.groupindex):
-                raise ValueError(
-                    f"The legacy tag rule {src!r} needs named groups (?P<major>…) and (?P<minor>…)."
-                )
+        legacy, ignore = tuple(self.legacy), tuple(self.ignore)
+        object.__setattr__(self, "legacy", legacy)
+        object.__setattr__(self, "ignore", ignore)
+        object.__setattr__(self, "_matcher", tagrules.compile_rules(self.template, legacy, ignore))
 
 
-def _compile_all(what: str, patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
-    out = []
-    for p in patterns:
-        try:
-            out.append(re.compile(p))
-        except re.error as exc:
-            raise ValueError(
-                f"The {what} {p!r} is not a valid regular expression ({exc}); fix the project "
-                "configuration."
-            ) from exc
-    return tuple(out)
+class ClassifiedTag(NamedTuple):
+    """A tag, how it was understood, the version it names (if any) and why (`reason`).
 
-
-@dataclass(frozen=True, slots=True)
-class ClassifiedTag:
-    """A tag, how it was understood, the version it names (if any) and why."""
+    A named tuple rather than a frozen dataclass: an inventory makes one per tag, and a tuple
+    is made several times faster.
+    """
 
     tag: TagRef
     status: TagStatus
     version: Version | None
-    reason: str
+    note: str  # the reason, with tagrules.VERSION_SLOT standing for the version
 
     @property
     def name(self) -> str:
         """The tag's short name."""
         return self.tag.name
 
-
-def _has_leading_zero(*parts: str | None) -> bool:
-    return any(p is not None and len(p) > 1 and p.startswith("0") for p in parts)
-
-
-def _match(name: str, rules: TagRules) -> tuple[TagStatus, Version | None, str]:
-    """Classify a tag name: canonical, then legacy rules, then ignore patterns, else unknown."""
-    m = rules._canonical.fullmatch(name)
-    if m is not None:
-        if name.isascii():
-            # For ASCII text the template's pattern is exactly semver's grammar, so its groups
-            # are what Version.parse would find; building directly skips a second regex pass.
-            version = Version(
-                int(m["major"]), int(m["minor"]), int(m["patch"]), m["pre"], m["build"]
-            )
-        else:
-            # `\d` also matches non-ASCII digits, which semver rejects: keep its error.
-            # The template's literal parts are fixed, so the version is the text between them.
-            version = Version.parse(name[m.start("major") : m.end() - rules._suffix_len])
-        pre = version.prerelease
-        if pre is not None and _GLUED_PRE_RE.fullmatch(pre):
-            # `v1.2.0-rc1` is valid semver, but `rc10` would sort below `rc2`; read it as
-            # `rc.1` like the other hand-made spellings. Canonical means "what the template
-            # renders", and the template never renders `rc1`.
-            version = version.replace(prerelease=_normalise_pre(pre))
-            return (
-                TagStatus.LEGACY,
-                version,
-                f"template form with pre-release {pre!r} read as {version}",
-            )
-        return TagStatus.CANONICAL, version, f"matches the template {rules.template}"
-    problem = ""
-    for i, (rx, src) in enumerate(zip(rules._legacy, rules.legacy, strict=True), start=1):
-        lm = rx.fullmatch(name)
-        if lm is None:
-            continue
-        groups = lm.groupdict()
-        major, minor, patch = groups.get("major"), groups.get("minor"), groups.get("patch")
-        pre = groups.get("pre")
-        pre_n = _PRE_SPLIT_RE.fullmatch(pre) if pre else None
-        if _has_leading_zero(major, minor, patch, pre_n["n"] if pre_n else None):
-            problem = "leading zeros are not valid semver"
-            continue
-        nums = (int(major or 0), int(minor or 0), int(patch or 0))
-        if not pre and not groups.get("build"):
-            # Three non-negative ints always make valid semver: no text to parse back.
-            version = Version(*nums)
-        else:
-            text = f"{nums[0]}.{nums[1]}.{nums[2]}"
-            if pre:
-                text += "-" + _normalise_pre(pre)
-            if groups.get("build"):
-                text += "+" + str(groups["build"])
-            try:
-                version = Version.parse(text)
-            except ValueError:
-                problem = f"legacy rule {i} ({src!r}) gives {text!r}, which is not valid semver"
-                continue
-        return TagStatus.LEGACY, version, f"legacy rule {i} reads it as {version}"
-    for rx, src in zip(rules._ignore, rules.ignore, strict=True):
-        if rx.fullmatch(name):
-            return TagStatus.IGNORED, None, f"matches ignore pattern {src!r}"
-    return TagStatus.UNKNOWN, None, problem or "no rule matches this tag name"
+    @property
+    def reason(self) -> str:
+        """Why the tag was understood this way, in one phrase."""
+        if self.version is None or VERSION_SLOT not in self.note:
+            return self.note
+        return self.note.replace(VERSION_SLOT, str(self.version))
 
 
 def classify(tag: TagRef, rules: TagRules) -> ClassifiedTag:
     """Classify one tag by the project's ordered full-match rules."""
-    status, version, reason = _match(tag.name, rules)
-    return ClassifiedTag(tag=tag, status=status, version=version, reason=reason)
+    return ClassifiedTag(tag, *rules._matcher.read(tag.name))
 
 
 def parse_tag(name: str, rules: TagRules) -> Version | None:
     """Return the version a tag name stands for (template or legacy form), else None."""
-    return _match(name, rules)[1]
+    return rules._matcher.read(name)[1]
 
 
 def format_tag(version: Version, rules: TagRules) -> str:
     """Render the canonical tag name of a version through the project's template."""
-    return rules.template.replace("{version}", str(version))
+    return rules._matcher.template.render(version)
 
 
 def version_key(version: Version) -> Version:
@@ -324,16 +216,89 @@ class Inventory:
         key = version_key(version)
         return any(c.version == key for c in self.conflicts)
 
+    def understanding(self) -> Understanding:
+        """How many tags look like versions (they hold a digit and no ignore rule took them),
+        and how many of those relapp reads."""
+        has_digit = _DIGIT_RE.search
+        version_like = sum(
+            1 for c in self.classified if c.status is not TagStatus.IGNORED and has_digit(c.name)
+        )
+        read = len(self.recognised)  # every version has digits, so all of these count
+        return Understanding(version_like, read, version_like - read)
+
+
+_DIGIT_RE = re.compile(r"[0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """How much of a repository's version-like tags relapp reads; too little refuses a cut."""
+
+    version_like: int  # tags holding a digit that no ignore rule took
+    read: int  # recognised among them
+    not_understood: int  # version_like - read
+
+    def refusal(self) -> str | None:
+        """The sentence that refuses a cut or a preview when relapp reads none, or fewer than
+        half, of the tags that look like versions; None when it reads enough (or no tag looks
+        like a version, where the baseline applies)."""
+        if self.version_like and self.read * 2 < self.version_like:
+            return (
+                f"{self.not_understood} of {self.version_like} tags are not understood; "
+                "see the adoption page."
+            )
+        return None
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Hold off Python's cycle collector while an inventory builds its objects.
+
+    An inventory makes a few objects per tag, none of them in a reference cycle, and keeps them
+    all. Each 700 new objects start a collection, and now and then a full one walks every object
+    of the process: on 5,000 tags that doubled the median time and gained nothing. Collections
+    resume afterwards (reference counting frees everything as usual in between).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
 
 def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
     """Classify every tag and report versions claimed by tags on different commits."""
-    classified = tuple(classify(t, rules) for t in tags)
-    recognised = tuple(c for c in classified if c.status in (TagStatus.CANONICAL, TagStatus.LEGACY))
+    with _no_cycle_collection():
+        return _inventory(tags if isinstance(tags, (list, tuple)) else list(tags), rules)
+
+
+def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
+    # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
+    readings = rules._matcher.read_all([t.name for t in tags], tagrules.Budget())
+    make, ignored = tuple.__new__, TagStatus.IGNORED
+    classified: list[ClassifiedTag] = []
+    recognised: list[ClassifiedTag] = []
+    ignored_tags: list[ClassifiedTag] = []
+    unknown: list[ClassifiedTag] = []
     # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key).
     groups: dict[tuple[int, int, int, str | None], list[ClassifiedTag]] = {}
-    for c in recognised:
-        assert c.version is not None  # recognised tags always carry a version
-        groups.setdefault(_identity(c.version), []).append(c)
+    for t, (status, version, note) in zip(tags, readings, strict=True):
+        c: ClassifiedTag = make(ClassifiedTag, (t, status, version, note))
+        classified.append(c)
+        if version is not None:  # canonical or legacy
+            recognised.append(c)
+            key = (version.major, version.minor, version.patch, version.prerelease)
+            same = groups.get(key)
+            if same is None:
+                groups[key] = [c]
+            else:
+                same.append(c)
+        elif status is ignored:
+            ignored_tags.append(c)
+        else:
+            unknown.append(c)
     # Only the few groups on several commits are conflicts, so only they are sorted.
     claimed = [
         (version_key(g[0].version), g)  # type: ignore[arg-type]  # recognised: has a version
@@ -341,15 +306,130 @@ def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
         if len(g) > 1 and len({c.tag.sha for c in g}) > 1  # same commit: aliases
     ]
     claimed.sort(key=lambda vg: precedence(vg[0]))
-    conflicts = tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed)
     return Inventory(
-        classified=classified,
-        recognised=recognised,
-        ignored=tuple(c for c in classified if c.status is TagStatus.IGNORED),
-        unknown=tuple(c for c in classified if c.status is TagStatus.UNKNOWN),
-        conflicts=conflicts,
+        classified=tuple(classified),
+        recognised=tuple(recognised),
+        ignored=tuple(ignored_tags),
+        unknown=tuple(unknown),
+        conflicts=tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed),
         by_name={c.tag.name: c for c in classified},
     )
+
+
+# --- proposals for tags no rule reads -----------------------------------------------------------
+
+_DIGITS_RE = re.compile(r"[0-9]+")
+_SHAPE_EXAMPLES = 3
+_NUMBER_GROUPS = ("major", "minor", "patch", "pre")
+
+
+@dataclass(frozen=True, slots=True)
+class TagShape:
+    """Unknown tags of one shape (each run of digits written N) and the rule proposed for them.
+
+    kind: "legacy" (a rule reading their numbers as versions), "variant" (their numbers are
+    mostly versions read already, e.g. `lite-1_4_0` beside `product-1_4_0`: reading them would
+    make conflicts, so they are proposed as ignored) or "ignore" (too few or too many numbers to
+    be a version).
+    """
+
+    shape: str
+    count: int
+    examples: tuple[str, ...]
+    kind: str
+    proposed: str
+
+    @property
+    def key(self) -> str:
+        """The configuration key the proposed rule goes under."""
+        return "legacy_tags" if self.kind == "legacy" else "ignore_tags"
+
+
+def tag_shape(name: str) -> str:
+    """`product-8_21_0` -> `product-N_N_N`: each run of ASCII digits becomes N."""
+    return _DIGITS_RE.sub("N", name)
+
+
+def _shape_rule(name: str, groups: Sequence[str | None]) -> str:
+    """A pattern of the name's shape: literal text escaped, the i-th run of digits as the i-th
+    group (None: `\\d+` without a group)."""
+    parts = _DIGITS_RE.split(name)
+    out = [re.escape(parts[0])]
+    for group, literal in zip(groups, parts[1:], strict=True):
+        out.append(rf"(?P<{group}>\d+)" if group else r"\d+")
+        out.append(re.escape(literal))
+    return "".join(out)
+
+
+def tag_shapes(inventory: Inventory) -> tuple[TagShape, ...]:
+    """The unknown tags grouped by shape, largest group first, each with a proposed rule.
+
+    Two or three runs of digits propose a legacy rule (major, minor, patch); a fourth run is
+    read as a numeric pre-release. Fewer or more runs propose an ignore pattern. Shapes are
+    judged largest first, each on top of the versions read before it: a shape whose tags
+    mostly carry versions already read is a variant, proposed as ignored. Every proposal
+    passes TagRules, and matches exactly the tags of its shape.
+    """
+    by_shape: dict[str, list[ClassifiedTag]] = {}
+    for c in inventory.unknown:
+        by_shape.setdefault(tag_shape(c.name), []).append(c)
+    read = {version_key(c.version) for c in inventory.recognised if c.version is not None}
+    shapes = []
+    for shape, members in sorted(by_shape.items(), key=lambda item: (-len(item[1]), item[0])):
+        sample = members[0].name
+        runs = len(_DIGITS_RE.findall(sample))
+        examples = tuple(c.name for c in members[:_SHAPE_EXAMPLES])
+        ignore = _shape_rule(sample, [None] * runs)
+        if not 2 <= runs <= 4:
+            shapes.append(TagShape(shape, len(members), examples, "ignore", ignore))
+            continue
+        legacy = _shape_rule(sample, _NUMBER_GROUPS[:runs])
+        versions = [_numbers_version(c.name) for c in members]
+        shared = sum(1 for v in versions if v is not None and version_key(v) in read)
+        if 2 * shared >= len(members):
+            shapes.append(TagShape(shape, len(members), examples, "variant", ignore))
+            continue
+        read.update(version_key(v) for v in versions if v is not None)
+        shapes.append(TagShape(shape, len(members), examples, "legacy", legacy))
+    return tuple(shapes)
+
+
+def _numbers_version(name: str) -> Version | None:
+    """The version a shape's legacy rule reads from a name: its first three runs of digits,
+    a fourth as the pre-release; None where semver refuses (leading zeros)."""
+    runs = _DIGITS_RE.findall(name)
+    if any(len(r) > 1 and r[0] == "0" for r in runs):
+        return None
+    nums = [int(r) for r in runs[:3]] + [0] * (3 - min(len(runs), 3))
+    return Version(nums[0], nums[1], nums[2], runs[3] if len(runs) > 3 else None)
+
+
+def toml_snippet(legacy: Sequence[str] = (), ignore: Sequence[str] = ()) -> str:
+    """The TOML lines that set a project's `legacy_tags` and `ignore_tags` (a key whose list is
+    empty is left out), in literal strings so backslashes need no escaping.
+
+    `legacy_tags` replaces the built-in forms (DEFAULT_LEGACY) rather than adding to them, so
+    pass the whole list the project should have, built-in forms it still needs included.
+    """
+    lines = []
+    for key, rules in (("legacy_tags", legacy), ("ignore_tags", ignore)):
+        if rules:
+            lines.append(f"{key} = [")
+            lines += [f"  {_toml_string(r)}," for r in rules]
+            lines.append("]")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _toml_string(text: str) -> str:
+    # A literal string ('...') keeps backslashes as they are; it cannot hold a quote or a
+    # control character, which a basic string ("...") escapes instead.
+    if "'" not in text and all(ord(c) >= 32 and c != "\x7f" for c in text):
+        return f"'{text}'"
+    escaped = "".join(
+        "\\" + c if c in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 32 or c == "\x7f" else c
+        for c in text
+    )
+    return f'"{escaped}"'
 
 
 class Bump(Enum):

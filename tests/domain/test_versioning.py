@@ -111,24 +111,26 @@ def test_classify_custom_template_and_ignore(
     assert (c.status, str(c.version) if c.version else None) == (status, version)
 
 
-def test_ignore_comes_after_legacy_and_only_fullmatches() -> None:
-    rules = TagRules(ignore=(r"1\.2\.3", r"night"))
-    assert classify(tag("1.2.3"), rules).status is TagStatus.LEGACY
+def test_ignore_comes_first_and_only_fullmatches() -> None:
+    rules = TagRules(ignore=(r"1\.2\.3", r"night", r"v9\..*"))
+    assert classify(tag("1.2.3"), rules).status is TagStatus.IGNORED  # before the legacy rules
+    assert classify(tag("v9.0.0"), rules).status is TagStatus.IGNORED  # before the template
     assert classify(tag("nightly"), rules).status is TagStatus.UNKNOWN
 
 
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"template": "v"}, "exactly once"),
-        ({"template": "{version}-{version}"}, "exactly once"),
-        ({"template": "v{version}{x}"}, "braces"),
+        ({"template": "v"}, "has no placeholder"),
+        ({"template": "{version}-{version}"}, "more than once"),
+        ({"template": "v{version}{x}"}, "unknown placeholder"),
         ({"legacy": ("([0-9",)}, "not a valid regular expression"),
-        ({"legacy": (r"(\d+)\.(\d+)",)}, "named groups"),
+        ({"legacy": (r"(\d+)\.(\d+)",)}, "no group named major"),
         ({"ignore": ("(",)}, "ignore pattern"),
     ],
 )
 def test_bad_rules_raise_sentences(kwargs: dict[str, object], words: str) -> None:
+    # RuleError is a ValueError: callers that catch ValueError keep working.
     with pytest.raises(ValueError, match=words):
         TagRules(**kwargs)  # type: ignore[arg-type]
 
