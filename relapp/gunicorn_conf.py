@@ -18,6 +18,10 @@ graceful_timeout = 5
 
 def on_starting(server: Any) -> None:
     """Sync RELAPP_CONFIG once per start (the master), never once per worker."""
+    from config import Config
+
+    if not Config().RELAPP_CONFIG:
+        return  # nothing to sync: the master builds no app
     from relapp import create_app
     from relapp.cli import sync_at_start
     from relapp.extensions import db
