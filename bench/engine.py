@@ -47,6 +47,7 @@ from relapp import gitops
 from relapp.domain.changelog import Changelog, ChangelogBuilder, Team, build_changelog
 from relapp.domain.gitdata import RawCommit
 from relapp.domain.versioning import (
+    DEFAULT_LEGACY,
     Inventory,
     NextVersion,
     TagRules,
@@ -65,7 +66,18 @@ TEAMS = (
     Team("infra", ("infra", "ci")),
 )
 ISSUE_PATTERN = r"[A-Z][A-Z0-9]+-\d+"
-RULES = TagRules()
+# A project configured as issue 8's users configure theirs: a split template (it renders the
+# same `v1.2.0` names as `v{version}`), two rules of its own after the built-in forms, and an
+# ignore rule, so the inventory measures the rule engine's every path.
+RULES = TagRules(
+    template="v{major}.{minor}.{patch}",
+    legacy=(
+        *DEFAULT_LEGACY,
+        r"product-(?P<major>\d+)_(?P<minor>\d+)_(?P<patch>\d+)",
+        r"rc-(?P<major>\d+)_(?P<minor>\d+)_(?P<patch>\d+)-(?P<pre>\d+)",
+    ),
+    ignore=(r"nightly-\d+",),
+)
 BASELINE = Version(0, 1, 0)
 TARGET = 1.5
 
@@ -133,7 +145,13 @@ def _tag_name(k: int) -> str:
     """The k-th release tag: mostly the template `v{version}`, with legacy and odd spellings."""
     major, minor = 1 + k // 50, k % 50
     if k % 97 == 50:
-        return f"nightly-{k}"  # matches no rule: reported as unknown
+        return f"nightly-{k}"  # an ignore rule takes it
+    if k % 89 == 30:
+        return f"build-{k}"  # matches no rule: reported as unknown
+    if k % 20 == 14:
+        return f"product-{major}_{minor}_0"  # the project's own legacy rule
+    if k % 41 == 9:
+        return f"rc-{major}_{minor}_0-1"  # the project's rule with a pre-release
     if k % 17 == 4:
         return f"{major}.{minor}.0rc1"  # legacy pre-release
     if k % 13 == 3:
@@ -404,7 +422,7 @@ def measure(repo: Repo, reps: int) -> tuple[list[Row], Inventory]:
         reps,
         lambda inv: (
             f"{len(inv.classified):,} tags: {len(inv.recognised):,} recognised, "
-            f"{len(inv.unknown)} unknown, {len(inv.conflicts)} conflicts"
+            f"{len(inv.ignored)} ignored, {len(inv.unknown)} unknown, {len(inv.conflicts)} conflicts"
         ),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -108,6 +109,22 @@ def _version_factory() -> Callable[[int, int, int, str | None, str | None], Vers
 
 
 make_version = _version_factory()
+
+
+def _identity_factory() -> Callable[[Version], tuple[int, int, int, str | None]]:
+    """What a Version hashes and compares on (major, minor, patch, pre-release), read straight
+    from its slots when semver lays them out as expected, else through its properties."""
+    slots = operator.attrgetter("_major", "_minor", "_patch", "_prerelease")
+    try:
+        same = slots(Version(1, 2, 3, "rc.1", "b")) == (1, 2, 3, "rc.1")
+    except AttributeError:
+        same = False
+    if same:
+        return slots
+    return lambda v: (v.major, v.minor, v.patch, v.prerelease)
+
+
+identity = _identity_factory()
 
 
 class TagStatus(StrEnum):
@@ -748,6 +765,20 @@ def _template_form(
 
 def _read_legacy(groups: dict[str, str | None], rule: Rule) -> tuple[Version | None, str]:
     """The version a legacy rule's groups give, or (None, why not)."""
+    if not groups.get("pre") and not groups.get("build"):
+        patch = groups.get("patch")
+        try:  # the usual X.Y[.Z] of small numbers; anything else is judged below
+            version = make_version(
+                _INTS[groups["major"] or ""],
+                _INTS[groups["minor"] or ""],
+                _INTS[patch] if patch else 0,
+                None,
+                None,
+            )
+        except KeyError:
+            pass
+        else:
+            return version, ""
     nums = []
     for key in ("major", "minor", "patch"):
         text = groups.get(key) or ("0" if key == "patch" else "")

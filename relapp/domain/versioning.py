@@ -277,7 +277,7 @@ def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
 def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
     # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
     readings = rules._matcher.read_all([t.name for t in tags], tagrules.Budget())
-    make, ignored = tuple.__new__, TagStatus.IGNORED
+    make, ignored, identity = tuple.__new__, TagStatus.IGNORED, tagrules.identity
     classified: list[ClassifiedTag] = []
     recognised: list[ClassifiedTag] = []
     ignored_tags: list[ClassifiedTag] = []
@@ -289,7 +289,7 @@ def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
         classified.append(c)
         if version is not None:  # canonical or legacy
             recognised.append(c)
-            key = (version.major, version.minor, version.patch, version.prerelease)
+            key = identity(version)
             same = groups.get(key)
             if same is None:
                 groups[key] = [c]
