@@ -276,7 +276,6 @@ class Template:
 
 _sre: Any = importlib.import_module("re._parser")  # the parser behind `re` (no public API)
 
-_META = set("\\[](){}|*+?.^$")
 _CLASS_ESCAPES = set("dDwWsS")
 _PLAIN_ESCAPES = _CLASS_ESCAPES | set("\\.-_/+*?()[]{}|^$#&~ ")
 _QUANTIFIER_RE = re.compile(r"\{(?:\d+(?:,\d*)?|,\d+)\}[?+]?|[*+?][?+]?")
@@ -559,9 +558,19 @@ class Rule:
     first: Chars
     why: str  # the reason a match gives; VERSION_SLOT stands for the version
     label: str  # "legacy rule 2 ('…')"
+    parts: Callable[[Any], tuple[str | None, ...]]  # a match's (major, minor, patch, pre, build)
 
     def can_start(self, c: str) -> bool:
         return self.first is None or c in self.first
+
+
+def parts_reader(groupindex: Any) -> Callable[[Any], tuple[str | None, ...]]:
+    """Read (major, minor, patch, pre, build) from a match by group number; None for a group
+    the pattern does not have. (By number, not name: `groups()` and a picker are both C.)"""
+    pick = operator.itemgetter(
+        *(groupindex[n] - 1 if n in groupindex else -1 for n in LEGACY_GROUPS)
+    )
+    return lambda m: pick((*m.groups(), None))
 
 
 def _probes(source: str) -> list[str]:
@@ -602,7 +611,10 @@ def compile_rule(key: str, index: int, source: str) -> Rule:
         label, why = f"ignore pattern {quoted(source)}", f"matches ignore pattern {quoted(source)}"
     if source in DEFAULT_LEGACY:  # relapp's own forms: known to run in linear time on `re`
         first, _ = analyse(source)
-        return Rule(key, index, source, re.compile(source, re.ASCII), None, first, why, label)
+        fast = re.compile(source, re.ASCII)
+        return Rule(
+            key, index, source, fast, None, first, why, label, parts_reader(fast.groupindex)
+        )
     if not source:
         raise fail("is empty")
     try:
@@ -623,8 +635,9 @@ def compile_rule(key: str, index: int, source: str) -> Rule:
         except TimeoutError:
             raise fail(_SLOW_ADVICE) from None
     first, bounded = analyse(source)
-    fast = re.compile(source, re.ASCII) if bounded else None
-    return Rule(key, index, source, fast, slow, first, why, label)
+    on_re = re.compile(source, re.ASCII) if bounded else None
+    # Plain syntax numbers groups alike on both engines: one reader serves both.
+    return Rule(key, index, source, on_re, slow, first, why, label, parts_reader(slow.groupindex))
 
 
 # --- matching ------------------------------------------------------------------------------------
@@ -678,35 +691,57 @@ class Matcher:
         return self._read(name, self.candidates(name[:1]), budget or Budget())
 
     def read_all(self, names: Iterable[str], budget: Budget | None = None) -> list[Reading]:
-        """`read` of each name, in order. A name whose first candidate rule is the template and
-        that it reads as a plain X.Y.Z (the usual tag of a repository relapp tags) takes a short
-        path; every other name goes through the ordered rules."""
+        """`read` of each name, in order.
+
+        The first candidate rule is tried inline, and a plain X.Y.Z of the template (the usual
+        tag of a repository relapp tags) is made on the spot; anything else goes through the
+        ordered rules from the second candidate on. Same answers as `read`, fewer calls.
+        """
         budget = budget or Budget()
         by_first, candidates, ints, make = self._by_first, self.candidates, _INTS, make_version
-        canonical = TagStatus.CANONICAL
+        canonical, legacy, ignored = TagStatus.CANONICAL, TagStatus.LEGACY, TagStatus.IGNORED
         out: list[Reading] = []
         append = out.append
         for name in names:
             entries = by_first.get(name[:1])
             if entries is None:
                 entries = candidates(name[:1])
-            if entries and entries[0][0] == _TEMPLATE:
-                m = entries[0][1](name)  # type: ignore[misc]  # the template always runs on `re`
-                if m is not None:
-                    major, minor, patch, pre, build = m.groups()
-                    if pre is None and patch is not None:
-                        try:
-                            version = make(ints[major], ints[minor], ints[patch], None, build)
-                        except KeyError:
-                            version = make(int(major), int(minor), int(patch), None, build)
-                        append((canonical, version, entries[0][3].why))
-                        continue
-            append(self._read(name, entries, budget))
+            if not entries or entries[0][1] is None or len(name) > entries[0][2]:
+                append(self._read(name, entries, budget))
+                continue
+            code, fullmatch, _, rule = entries[0]
+            m = fullmatch(name)  # type: ignore[misc]  # not None: checked above
+            if m is None:
+                append(self._read(name, entries, budget, 1))
+            elif code == _TEMPLATE:
+                major, minor, patch, pre, build = m.groups()
+                if pre is None and patch is not None:
+                    try:
+                        version = make(ints[major], ints[minor], ints[patch], None, build)
+                    except KeyError:
+                        version = make(int(major), int(minor), int(patch), None, build)
+                    append((canonical, version, rule.why))
+                else:
+                    append(_template_form(major, minor, patch, pre, build, rule))
+            elif code == _LEGACY:
+                read, problem = _read_legacy(rule.parts(m), rule)
+                if read is not None:
+                    append((legacy, read, rule.why))
+                else:
+                    append(self._read(name, entries, budget, 1, problem))
+            else:
+                append((ignored, None, rule.why))
         return out
 
-    def _read(self, name: str, entries: tuple[_Entry, ...], budget: Budget) -> Reading:
-        problem = ""
-        for code, fullmatch, limit, rule in entries:
+    def _read(
+        self,
+        name: str,
+        entries: tuple[_Entry, ...],
+        budget: Budget,
+        start: int = 0,
+        problem: str = "",
+    ) -> Reading:
+        for code, fullmatch, limit, rule in entries[start:]:
             if fullmatch is not None and len(name) <= limit:
                 m = fullmatch(name)
             else:
@@ -729,7 +764,7 @@ class Matcher:
                 return _template_form(major, minor, patch, pre, build, rule)
             if code == _IGNORE:
                 return TagStatus.IGNORED, None, rule.why
-            version, problem = _read_legacy(m.groupdict(), rule)
+            version, problem = _read_legacy(rule.parts(m), rule)
             if version is not None:
                 return TagStatus.LEGACY, version, rule.why
         if not problem and self._loose.fullmatch(name):
@@ -763,25 +798,20 @@ def _template_form(
     return TagStatus.CANONICAL, version, rule.why
 
 
-def _read_legacy(groups: dict[str, str | None], rule: Rule) -> tuple[Version | None, str]:
-    """The version a legacy rule's groups give, or (None, why not)."""
-    if not groups.get("pre") and not groups.get("build"):
-        patch = groups.get("patch")
+def _read_legacy(parts: tuple[str | None, ...], rule: Rule) -> tuple[Version | None, str]:
+    """The version a legacy rule's (major, minor, patch, pre, build) give, or (None, why not)."""
+    major, minor, patch, pre, build = parts
+    if not pre and not build:
         try:  # the usual X.Y[.Z] of small numbers; anything else is judged below
             version = make_version(
-                _INTS[groups["major"] or ""],
-                _INTS[groups["minor"] or ""],
-                _INTS[patch] if patch else 0,
-                None,
-                None,
+                _INTS[major or ""], _INTS[minor or ""], _INTS[patch] if patch else 0, None, None
             )
         except KeyError:
             pass
         else:
             return version, ""
     nums = []
-    for key in ("major", "minor", "patch"):
-        text = groups.get(key) or ("0" if key == "patch" else "")
+    for key, text in (("major", major or ""), ("minor", minor or ""), ("patch", patch or "0")):
         number = _INTS.get(text)
         if number is None:
             if not (text.isdigit() and text.isascii()):
@@ -790,13 +820,15 @@ def _read_legacy(groups: dict[str, str | None], rule: Rule) -> tuple[Version | N
         if len(text) > 1 and text[0] == "0":
             return None, _LEADING_ZERO
         nums.append(number)
-    pre, build = groups.get("pre") or None, groups.get("build") or None
+    pre, build = pre or None, build or None
     if pre is not None:
         split = _PRE_SPLIT_RE.fullmatch(pre)
-        if split is not None and len(split["n"]) > 1 and split["n"][0] == "0":
-            return None, _LEADING_ZERO
-        pre = normalise_pre(pre)
-        if not _PRE_RE.fullmatch(pre):
+        if split is not None:  # rc1, rc.1, b2: normalised to token.N, valid by construction
+            if len(split["n"]) > 1 and split["n"][0] == "0":
+                return None, _LEADING_ZERO
+            token = split["token"].lower()
+            pre = f"{_PRE_NORMAL.get(token, token)}.{int(split['n'])}"
+        elif not _PRE_RE.fullmatch(pre):
             return (
                 None,
                 f"{rule.label} gives {_text(nums, pre, build)!r}, which is not valid semver",
@@ -814,16 +846,17 @@ def _text(nums: Sequence[int], pre: str | None, build: str | None) -> str:
 def compile_rules(template: str, legacy: tuple[str, ...], ignore: tuple[str, ...]) -> Matcher:
     """Check a project's template and rules (RuleError on the first bad one) and order them."""
     parsed = Template.parse(template)
-    pattern = parsed.pattern()
+    pattern = re.compile(parsed.pattern(), re.ASCII)
     own = Rule(
         TEMPLATE_KEY,
         None,
         template,
-        re.compile(pattern, re.ASCII),
+        pattern,
         None,
-        analyse(pattern)[0],
+        analyse(pattern.pattern)[0],
         f"matches the template {template}",
         f"the template {template}",
+        parts_reader(pattern.groupindex),
     )
     rules = (
         *(compile_rule(IGNORE_KEY, i, p) for i, p in enumerate(ignore)),
