@@ -518,3 +518,37 @@ def test_toml_snippet_uses_literal_strings_for_rules() -> None:
         "legacy_tags = [\n  'rc-(?P<major>\\d+)_(?P<minor>\\d+)',\n]\n"
         "ignore_tags = [\n  'nightly-\\d+',\n]\n"
     )
+
+
+# --- the inventory's short paths give what one tag at a time gives -------------------------------
+
+RULE_SETS = [
+    TagRules(),
+    TagRules(template="product-{major}_{minor}_{patch}", legacy=(RC_RULE, *DEFAULT_LEGACY)),
+    TagRules(
+        template="v{major}.{minor}.{patch}", ignore=(r"v0\..*", r"\d{4}\.\d+"), legacy=(BETA_RULE,)
+    ),
+    TagRules(
+        legacy=(
+            r"(?P<major>\d+)\.(?P<minor>\d+)(?=$)",  # a lookahead: runs on `regex`
+            r"(?i)REL-(?P<major>\d+)\.(?P<minor>\d+)",
+        )
+    ),
+]
+_PIECES = ["v", "V", "product-", "rc-", "rel-", "REL-", "release-", "1", "0", "01", "12", ".", "_", "-",
+           "rc1", "b2", "-rc.1", "+b.7", "x", "2023"]  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(range(len(RULE_SETS))),
+    st.lists(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=7).map("".join), max_size=20),
+)
+def test_inventory_reads_every_tag_as_classify_does(which: int, names: list[str]) -> None:
+    rules = RULE_SETS[which]
+    tags = [tag(n, i) for i, n in enumerate(dict.fromkeys(names))]
+    inv = inventory(tags, rules)
+    for c in inv.classified:
+        one = classify(c.tag, rules)
+        assert (c.status, c.version, c.reason) == (one.status, one.version, one.reason), c.name
+        assert str(c.version) == str(one.version)  # build metadata too
