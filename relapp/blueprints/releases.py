@@ -10,12 +10,14 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from htmx_flask import make_response
+from jinja2_fragments.flask import render_block
 
 from ..auth import role_required
 from ..domain import changelog as cl
 from ..domain.pipeline import Role
 from ..services import adoption as adoption_svc
 from ..services import cards
+from ..services import release_retry as retry_svc
 from ..services import releases as svc
 from ..services import releases_read as read
 from ..services.decisions import record_decision
@@ -79,7 +81,8 @@ def show(project: str, version: str) -> Any:
     page = read.release_page(get_project(project), version, since=request.args.get("since") or None,
                              actor=current_user)
     return render_template("releases/show.html", page=page, project=page.project,
-                           release=page.release)
+                           release=page.release,
+                           retry=retry_svc.offer(page.project, page.release, current_user))
 
 
 @bp.get("/releases/<project>/<version>/changelog.md")
@@ -215,3 +218,21 @@ def adoption(project: str) -> Any:
     """How the repository's existing tags were understood, and which release main would follow."""
     proj = get_project(project)
     return render_template("releases/adoption.html", project=proj, report=adoption_svc.adopt_report(proj))
+
+
+# --- retrying a failed tag or hotfix job ------------------------------------------------------
+
+@bp.post("/releases/<project>/<version>/retry")
+@role_required(Role.ENGINEER)
+def retry(project: str, version: str) -> Any:
+    """Retry the release's failed tag or hotfix job: the same version and tag, a new job."""
+    proj, release = svc.project_release(project, version)
+    release, job = retry_svc.retry(proj, release, current_user)
+    work = "builds and tags" if job.kind == "hotfix" else "tags"
+    message = f"Retrying {release.version}: job #{job.id} {work} {release.tag}."
+    if request.htmx:
+        queued = retry_svc.RetryOffer(release=release, job=None, error="", allowed=True, queued=job)
+        return make_response(render_block("releases/show.html", "retry", project=proj, release=release,
+                                          retry=queued, message=message), trigger=CHANGED)
+    flash(message, "success")
+    return redirect(url_for("releases.show", project=project, version=release.version))

@@ -10,6 +10,7 @@ from flask_login import current_user
 from ...domain import changelog as cl
 from ...domain.pipeline import Role
 from ...services import adoption as adoption_svc
+from ...services import release_retry as retry_svc
 from ...services import releases as svc
 from ...services.projects import get_project
 from ...services.projects import projects as all_projects
@@ -123,3 +124,22 @@ PATHS.update({
                     body_schema={"$ref": "#/components/schemas/HotfixIn"})},
     "/api/v1/projects/{project}/adoption": {"get": _op("Tag adoption report", params=["project"])},
 })
+
+
+@bp.post("/projects/<key>/releases/<version>/retry")
+@api_auth(Role.ENGINEER)
+@idempotent
+def retry_release(key: str, version: str) -> Any:
+    """Retry a release's failed tag or hotfix job: the same version and tag, a new job (answered
+    as the cut or the hotfix that made the release was)."""
+    project, release = svc.project_release(key, version)
+    release, job = retry_svc.retry(project, release, current_user)
+    accepted = schemas.HotfixAccepted if job.kind == "hotfix" else schemas.CutAccepted
+    return dump(accepted.of(release, job)), 202
+
+
+_retry_op = _op("Retry a failed tag or hotfix job; the release keeps its version and tag", ok="202",
+                params=["project", "version"])
+_retry_op["responses"]["202"]["content"] = {"application/json": {"schema": {"oneOf": [
+    {"$ref": "#/components/schemas/CutAccepted"}, {"$ref": "#/components/schemas/HotfixAccepted"}]}}}
+PATHS["/api/v1/projects/{project}/releases/{version}/retry"] = {"post": _retry_op}
