@@ -46,12 +46,14 @@ def error_response(status: int, detail: str, *, code: str | None = None, refresh
     `refresh` asks htmx to reload the whole page (a stale form)."""
     if wants_json():
         return problem(status, detail, code=code, **extra)
+    # A refusal about the project's tags links the page that explains them.
+    see = extra.get("adoption_url")
     if request.htmx:
-        html = render_template("_error.html", status=status, detail=detail, title=TITLES.get(status))
+        html = render_template("_error.html", status=status, detail=detail, title=TITLES.get(status), see=see)
         # htmx does not swap 4xx answers by default; show the sentence in the page's alert area.
         return htmx_response(html, status, retarget="#alerts", reswap="innerHTML", refresh=refresh)
     return render_template("error.html", status=status, detail=detail,
-                           title=TITLES.get(status, "Error")), status
+                           title=TITLES.get(status, "Error"), see=see), status
 
 
 def init_app(app: Flask) -> None:

@@ -10,6 +10,7 @@ import secrets as _secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +210,58 @@ class Workspace:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @property
+    def _fetch_stamp(self) -> Path:
+        return self.git_dir / "relapp-fetched"
+
+    def fetched_at(self) -> float | None:
+        """When the last successful fetch ended (a Unix time), or None if never."""
+        try:
+            return self._fetch_stamp.stat().st_mtime
+        except OSError:
+            return None
+
+    def _fetch_lock(self, timeout: float) -> filelock.FileLock:
+        # Its own lock, apart from the clone's: reading refs and commits is safe while a fetch
+        # writes them (git updates each ref atomically), so readers never wait behind a fetch.
+        return filelock.FileLock(str(self.path.with_name(self.path.name + ".fetch.lock")), timeout=timeout)
+
     def fetch(self) -> FetchResult:
-        """Fetch branches and tags from origin, pruning; tags moved on the remote are reported."""
+        """Fetch branches and tags from origin, pruning; tags moved on the remote are reported.
+
+        One fetch at a time per clone: a second one waits for the first (at most the git
+        timeout, which bounds the first) and then fetches again.
+        """
+        lk = self._fetch_lock(self.timeout + 10)
+        try:
+            lk.acquire()
+        except filelock.Timeout:
+            raise WorkspaceBusy(
+                f"The clone of {redact_url(self.remote_url)} is busy fetching; try again in a moment."
+            ) from None
+        try:
+            return self._fetch()
+        finally:
+            lk.release()
+
+    def fetch_if_older(self, max_age: float) -> FetchResult | None:
+        """Fetch unless the last fetch ended less than max_age seconds ago or another one is
+        running right now (then the caller reads what is there: it never waits behind it).
+        Returns None when no fetch was made."""
+        last = self.fetched_at()
+        if last is not None and time.time() - last < max_age:
+            return None
+        lk = self._fetch_lock(0)
+        try:
+            lk.acquire()
+        except filelock.Timeout:
+            return None
+        try:
+            return self._fetch()
+        finally:
+            lk.release()
+
+    def _fetch(self) -> FetchResult:
         proc = self._git(
             [
                 "fetch",
@@ -247,6 +298,7 @@ class Workspace:
                 redact_url(self.remote_url),
                 ", ".join(moved),
             )
+        self._fetch_stamp.touch()
         return FetchResult(moved_tags=tuple(sorted(moved)))
 
     # -- reads

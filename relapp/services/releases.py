@@ -22,10 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from .. import gitops
 from ..domain import changelog as cl
 from ..domain import versioning as vs
-from ..exceptions import Conflict, NotFound, ServiceError, Unavailable
+from ..domain.pipeline import Role
+from ..exceptions import Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from ..extensions import db
 from ..models import Job, Project, Release, User
 from . import audit
+from .accounts import has_role
 from .projects import get_project
 from .queue import create_job, dispatch
 
@@ -75,17 +77,39 @@ def _locked(ws: gitops.Workspace) -> Any:
     return ws.lock()
 
 
-@contextmanager
-def _clone_to_read(project: Project) -> Iterator[gitops.Workspace]:
-    """The project's clone, locked, for reading: fetched only if it is not there yet, and git's
-    failures turned into ServiceErrors."""
-    try:
-        ws = workspace(project)
+# A preview or a page answers from a fetch at most this old.
+FETCH_MAX_AGE = 30.0
+
+
+def read_clone(project: Project) -> tuple[gitops.Workspace, str | None]:
+    """The project's clone for reading, fetched if its last fetch is older than FETCH_MAX_AGE,
+    and why that fetch failed (None when it did not).
+
+    No clone lock is taken once the clone exists: git reads are safe while a job tags or a
+    fetch writes refs, so a read never waits behind another request's fetch or a job. A fetch
+    that hangs ends at the configured git timeout; one already running is not waited for; a
+    failed one leaves the reader with what the last fetch brought.
+    """
+    ws = workspace(project)
+    if not ws.exists():
         with _locked(ws):
             if not ws.exists():
                 ws.ensure()
                 ws.fetch()
-            yield ws
+        return ws, None
+    try:
+        ws.fetch_if_older(FETCH_MAX_AGE)
+    except gitops.GitError as exc:
+        log.warning("project %s: fetch failed, reading the clone as it is: %s", project.key, exc)
+        return ws, str(exc)
+    return ws, None
+
+
+@contextmanager
+def _clone_to_read(project: Project) -> Iterator[gitops.Workspace]:
+    """The project's clone for reading (see read_clone), git's failures turned into ServiceErrors."""
+    try:
+        yield read_clone(project)[0]
     except gitops.GitError as exc:
         raise _git_error(exc) from None
 
@@ -158,24 +182,149 @@ def hotfixes_of(release: Release) -> list[Release]:
 
 # --- cutting from main --------------------------------------------------------------------
 
-def _plan_main(project: Project, ws: gitops.Workspace, inventory: vs.Inventory, sha: str,
-               merged: set[str], requested: vs.Bump | None, reason: str | None) -> tuple[vs.NextVersion, list[Any]] | str:
-    reachable = [v for v in inventory.versions_of(merged)]
+@dataclass(frozen=True)
+class MainPlan:
+    """What a cut from `sha` would make, or why it is refused (then `refusal` is set)."""
+
+    sha: str
+    nxt: vs.NextVersion | None
+    commits: list[Any]
+    refusal: vs.Refusal | None
+    understanding: vs.Understanding
+    baseline_confirmed: bool = False
+
+
+def plan_main(project: Project, ws: gitops.Workspace, inventory: vs.Inventory, sha: str, merged: set[str],
+              requested: vs.Bump | None = None, reason: str | None = None, *,
+              confirm_baseline: bool = False) -> MainPlan:
+    """Decide the version a cut from `sha` gets, refusing to guess.
+
+    relapp starts at the configured baseline only when the repository has no tag that looks
+    like a version, or when an admin confirms it (`confirm_baseline`). Tags it cannot read, or
+    releases that exist but none reachable from `sha`, are refused with a sentence instead.
+    """
+    understanding = inventory.understanding()
+    unread = understanding.refusal()
+    reachable = list(inventory.versions_of(merged))
     existing = set(inventory.versions()) | set(db_versions(project))
     previous = vs.previous_release(reachable)
+    refusal: vs.Refusal | None = None
+    if unread:
+        refusal = vs.Refusal("tags_not_understood", unread)
+    elif previous is None and inventory.stable_versions():
+        highest = inventory.stable_versions()[-1]
+        refusal = vs.Refusal(
+            "no_reachable_release",
+            f"No release is reachable from this commit, but {highest} and others exist on other branches; "
+            "merge the release branch back, fix the tag rules on the adoption page, or have an admin "
+            "confirm starting from the baseline.")
+    if refusal is not None and not confirm_baseline:
+        return MainPlan(sha, None, [], refusal, understanding)
+    overridden = refusal is not None
+    if overridden and previous is None:
+        # Confirmed by an admin: the unread or unreachable tags are set aside on purpose.
+        existing = set(db_versions(project))
     exclude = [t.tag.sha for t in inventory.tags_for(previous)] if previous else []
     commits = ws.commits(sha, exclude) if exclude or previous is None else []
     try:
         nxt = vs.next_main_version(reachable=reachable, existing=existing, commits=commits, requested=requested,
                                    reason=reason, baseline=Version.parse(project.baseline_version))
     except vs.Refusal as exc:
-        return exc.message
-    return nxt, commits
+        return MainPlan(sha, None, commits, exc, understanding)
+    return MainPlan(sha, nxt, commits, None, understanding, baseline_confirmed=overridden)
+
+
+def _plan_main(project: Project, ws: gitops.Workspace, inventory: vs.Inventory, sha: str,
+               merged: set[str], requested: vs.Bump | None, reason: str | None) -> tuple[vs.NextVersion, list[Any]] | str:
+    """plan_main as (next version, commits), or the refusal's sentence."""
+    plan = plan_main(project, ws, inventory, sha, merged, requested, reason)
+    if plan.nxt is None:
+        assert plan.refusal is not None
+        return plan.refusal.message
+    return plan.nxt, plan.commits
+
+
+def _refused(plan: MainPlan) -> ServiceError:
+    assert plan.refusal is not None
+    extra: dict[str, Any] = {}
+    if plan.refusal.code in ("tags_not_understood", "no_reachable_release"):
+        extra["see"] = "adoption"
+    return Conflict(plan.refusal.message, code=plan.refusal.code, **extra)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The release a cut from `ref` would make, before anything is written."""
+
+    ref: str
+    sha: str
+    version: Version
+    tag: str
+    previous: Version | None
+    previous_tag: str | None
+    commit_count: int
+    bump: str
+    why: str
+    notes: tuple[str, ...]
+    fetched_at: float | None
+
+
+def _why(nxt: vs.NextVersion, commit_count: int) -> str:
+    since = f"since {nxt.previous}" if nxt.previous else "in the history"
+    n = f"{commit_count} commit{'s' if commit_count != 1 else ''}"
+    if nxt.bump == "initial":
+        return f"First release: no version tag exists, so relapp starts at the baseline {nxt.version}."
+    if nxt.breaking_commits:
+        shas = ", ".join(s[:7] for s in nxt.breaking_commits[:5])
+        more = f" and {len(nxt.breaking_commits) - 5} more" if len(nxt.breaking_commits) > 5 else ""
+        return f"Major: {n} {since}, with breaking changes in {shas}{more}."
+    if nxt.bump == "major":
+        return f"Major, as asked: {n} {since}, none marked breaking."
+    return f"Minor: {n} {since}, none marked breaking."
+
+
+def preview(project: Project, ref: str | None = None) -> Preview:
+    """The version, tag, previous release and commit count a cut from `ref` (default: main) would
+    get, from a fetch at most FETCH_MAX_AGE old; a refusal is raised as the cut would raise it."""
+    ref = project.main_branch if ref is None else ref
+    try:
+        gitops.validate_revision(ref)
+        ws, fetch_error = read_clone(project)
+        sha = ws.resolve(ref)
+        main = ws.resolve(project.main_branch)
+        if not ws.is_ancestor(sha, main):
+            raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
+                           f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
+                           code="not_on_main")
+        inventory = vs.inventory(ws.tags(), rules(project))
+        plan = plan_main(project, ws, inventory, sha, ws.tags_merged(sha))
+    except gitops.GitError as exc:
+        raise _git_error(exc) from None
+    if plan.nxt is None:
+        raise _refused(plan)
+    nxt = plan.nxt
+    previous_tag = None
+    if nxt.previous is not None:
+        tags = inventory.tags_for(nxt.previous)
+        previous_tag = min(tags, key=lambda c: (c.status != vs.TagStatus.CANONICAL, c.name)).name if tags else None
+    notes = nxt.notes
+    if fetch_error:
+        stale = f"The remote could not be reached just now ({fetch_error}); this preview is from the last fetch that worked."
+        notes += (stale,)
+    return Preview(ref=ref, sha=sha, version=nxt.version, tag=vs.format_tag(nxt.version, rules(project)),
+                   previous=nxt.previous, previous_tag=previous_tag, commit_count=len(plan.commits),
+                   bump=nxt.bump, why=_why(nxt, len(plan.commits)), notes=notes, fetched_at=ws.fetched_at())
 
 
 def cut(project: Project, actor: User | None, *, ref: str | None = None, bump: str | None = None,
-        reason: str | None = None) -> tuple[Release, Job]:
-    """Allocate the next version from main, record it, and queue its tag job."""
+        reason: str | None = None, confirm_baseline: bool = False) -> tuple[Release, Job]:
+    """Allocate the next version from main, record it, and queue its tag job.
+
+    `confirm_baseline`: an admin's explicit word that relapp may start from the baseline even
+    though tags it cannot read, or releases not reachable from `ref`, exist (audited).
+    """
+    if confirm_baseline and not (actor is not None and has_role(actor, Role.ADMIN)):
+        raise Forbidden("Only an admin may confirm starting from the baseline.", code="baseline_needs_admin")
     requested = {None: None, "minor": vs.Bump.MINOR, "major": vs.Bump.MAJOR}.get(bump, "bad")
     if requested == "bad":
         raise ServiceError("'bump' is 'minor' or 'major'; releases from main are never patch bumps "
@@ -197,14 +346,23 @@ def cut(project: Project, actor: User | None, *, ref: str | None = None, bump: s
                                code="not_on_main")
             inventory = vs.inventory(ws.tags(), rules(project))
             merged = ws.tags_merged(sha)
-            plan = _plan_main(project, ws, inventory, sha, merged, requested, reason)  # type: ignore[arg-type]
-            if isinstance(plan, str):
-                raise Conflict(plan, code="refused")
-            nxt, commits = plan
+            plan = plan_main(project, ws, inventory, sha, merged, requested, reason,  # type: ignore[arg-type]
+                             confirm_baseline=confirm_baseline)
+            if plan.nxt is None:
+                raise _refused(plan)
+            nxt, commits = plan.nxt, plan.commits
+            if plan.baseline_confirmed:
+                u = plan.understanding
+                audit.record(actor, "release.baseline_confirmed", project_id=project.id,
+                             target=f"project:{project.key}",
+                             after={"version": str(nxt.version), "tags_not_understood": u.not_understood,
+                                    "version_like_tags": u.version_like},
+                             detail=f"Started from the baseline {project.baseline_version} by an admin's decision.")
             return _allocate(project, actor, nxt, sha, kind=vs.release_kind(nxt.version, nxt.previous),
                              reason=reason, details={"ref": ref, "commits": len(commits), "bump": nxt.bump,
                                                      "breaking_commits": list(nxt.breaking_commits),
-                                                     "notes": list(nxt.notes)})
+                                                     "notes": list(nxt.notes),
+                                                     "baseline_confirmed": plan.baseline_confirmed})
     except gitops.GitError as exc:
         raise _git_error(exc) from None
 

@@ -235,7 +235,7 @@ def _run(project: Project, slot: datetime, now: datetime) -> TickResult:
     try:
         release, _job = cut(project, None, reason=f"release train {when}")
     except Conflict as exc:
-        if exc.code != "refused":
+        if exc.code != "nothing_new":
             detail = f"The {when} train could not cut: {exc.detail}"
             _settle(project, slot, "failed", detail, action="train.failed")
             return TickResult("failed", detail)
