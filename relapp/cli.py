@@ -122,7 +122,8 @@ def token_create(username: str, name: str) -> None:
 @click.argument("project")
 @click.option("--record", is_flag=True, help="Also record recognised stable tags as adopted releases.")
 def adopt_command(project: str, record: bool) -> None:
-    """Report how PROJECT's existing tags are understood and which release main would follow."""
+    """Report how PROJECT's existing tags are understood, the rules that would read the rest,
+    the conflicts to settle and which release main would follow; never writes configuration."""
     from .services import adoption
     from .services.projects import get_project
 
@@ -131,22 +132,42 @@ def adopt_command(project: str, record: bool) -> None:
         created = adoption.adopt_into_db(project) if record else []
     except (ServiceError, OperationalError) as exc:
         raise _fail(exc) from None
+    click.echo(f"{report.version_like} tag(s) look like versions; relapp reads {report.read} of them.")
+    if report.refusal:
+        click.echo(report.refusal)
     sections = (
-        ("Recognised", report.recognised, "  {tag:<24} {version:<14} {short}  ({rule})"),
-        ("Ignored", report.ignored, "  {tag:<24} {reason}"),
-        ("Not recognised", report.unknown, "  {tag:<24} {reason}"),
+        ("Recognised", report.recognised, report.recognised_count, "  {tag:<24} {version:<14} {short}  ({rule})"),
+        ("Ignored", report.ignored, report.ignored_count, "  {tag:<24} {reason}"),
+        ("Not recognised", report.unknown, report.unknown_count, "  {tag:<24} {reason}"),
     )
-    for title, items, line in sections:
-        click.echo(f"{title} ({len(items)}):")
+    for title, items, total, line in sections:
+        shown = f", the first {len(items)} shown" if total > len(items) else ""
+        click.echo(f"{title} ({total}{shown}):")
         for item in items:
             click.echo(line.format(**item, short=str(item.get("commit", ""))[:10]))
+    if report.shapes:
+        click.echo("Unread tags by shape:")
+        for s in report.shapes:
+            under = (f"next from main would be {s['next_version']}" if s["next_version"]
+                     else s["next_refusal"] or "next version not worked out")
+            click.echo(f"  {s['shape']:<24} {s['count']:>5} tag(s), e.g. {', '.join(s['examples'])}")
+            click.echo(f"    {s['key']}: {s['proposed']}  ({under})")
+        if report.more_shapes:
+            click.echo(f"  … and {report.more_shapes} smaller shape(s)")
     click.echo(f"Conflicts ({len(report.conflicts)}):")
     for item in report.conflicts:
-        click.echo(f"  {item['version']}: {', '.join(item['tags'])} on different commits — settle by hand")
+        click.echo(f"  {item['version'] or '-'} [{item['kind']}] {item['settle']}")
     if report.main_next:
         click.echo(f"main follows {report.main_follows or '(nothing: baseline)'}; the next release would be {report.main_next}")
     else:
         click.echo(f"main: {report.main_refusal}")
+    if report.snippet:
+        click.echo("Rules to add:")
+        click.echo(report.snippet_note or "")
+        click.echo(report.snippet)
+        if report.proposed_next:
+            click.echo(f"With these rules, the next release from main would be {report.proposed_next}.")
+        click.echo(adoption.CONFIG_SENTENCE)
     if record:
         click.echo(f"Recorded {len(created)} adopted release(s).")
 

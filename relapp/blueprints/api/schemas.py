@@ -321,26 +321,69 @@ class SetAsideTag(Out):
 
 
 class TagConflict(Out):
+    """Something a person settles: `same_version` (two tags, one version, different commits),
+    `not_on_main` (an X.Y.0 cut from a branch that never merged back) or `variant` (another
+    product's tags carrying the same numbers); `settle` says what to do. `with_rules_to_add`:
+    it arises only once the proposed rules read more tags."""
+
+    kind: str
     version: str
     tags: list[str]
     commits: list[str]
+    settle: str
+    with_rules_to_add: bool
+
+
+class TagShape(Out):
+    """Unread tags of one shape (`product-N_N_N`), the rule that would read or ignore them
+    (`key` is the TOML key it goes in), and what a cut from main would get under that rule."""
+
+    shape: str
+    count: int
+    examples: list[str]
+    kind: str
+    key: str
+    proposed: str
+    next_version: str | None
+    next_follows: str | None
+    next_refusal: str | None
+
+
+class TagUnderstanding(Out):
+    version_like: int
+    read: int
+    not_understood: int
+    refusal: str | None
 
 
 class Adoption(Out):
-    recognised: list[RecognisedTag]
-    ignored: list[SetAsideTag]
-    unknown: list[SetAsideTag]
+    """The adoption page as data. The tag lists hold at most the first 200 of each kind;
+    `*_count` says how many there are. `snippet` is TOML to add to the project's table."""
+
+    understanding: TagUnderstanding
+    shapes: list[TagShape]
+    more_shapes: int
     conflicts: list[TagConflict]
+    snippet: str | None
+    snippet_note: str | None
+    proposed_next: str | None
+    proposed_refusal: str | None
+    recognised: list[RecognisedTag]
+    recognised_count: int
+    ignored: list[SetAsideTag]
+    ignored_count: int
+    unknown: list[SetAsideTag]
+    unknown_count: int
     main_follows: str | None
     main_next: str | None
     main_refusal: str | None
 
     @classmethod
     def of(cls, report: AdoptionReport) -> Adoption:
-        return cls(recognised=report.recognised, ignored=report.ignored,  # type: ignore[arg-type]
-                   unknown=report.unknown, conflicts=report.conflicts,  # type: ignore[arg-type]
-                   main_follows=report.main_follows, main_next=report.main_next,
-                   main_refusal=report.main_refusal)
+        data = {name: getattr(report, name) for name in cls.model_fields if hasattr(report, name)}
+        data["understanding"] = {"version_like": report.version_like, "read": report.read,
+                                 "not_understood": report.not_understood, "refusal": report.refusal}
+        return cls.model_validate(data)
 
 
 class DeployedRelease(Out):
