@@ -15,6 +15,7 @@ from jinja2_fragments.flask import render_block
 from ..auth import role_required
 from ..domain import changelog as cl
 from ..domain.pipeline import Role
+from ..exceptions import ServiceError
 from ..services import adoption as adoption_svc
 from ..services import cards
 from ..services import release_retry as retry_svc
@@ -25,6 +26,7 @@ from ..services.deployments import request_deploy
 from ..services.jobs_read import get_job
 from ..services.projects import get_project
 from ..templating import render_page
+from .links import adoption_link
 
 bp = Blueprint("releases", __name__)
 
@@ -58,8 +60,16 @@ def _done(release: Any, job: Any, message: str, target: str) -> Any:
 @bp.get("/releases/<project>/cut")
 @role_required(Role.ENGINEER)
 def new(project: str) -> Any:
-    """The form that cuts a release from main."""
-    return render_page("releases/cut.html", "panel", project=get_project(project))
+    """The form that cuts a release from main, with what the cut would make before the click."""
+    proj = get_project(project)
+    preview, refusal = None, None
+    try:
+        with adoption_link(proj):
+            preview = svc.preview(proj)
+    except ServiceError as exc:
+        refusal = exc
+    return render_page("releases/cut.html", "panel", project=proj, preview=preview, refusal=refusal,
+                       may_confirm_baseline=current_user.role == Role.ADMIN)
 
 
 @bp.post("/releases/<project>")
@@ -67,7 +77,10 @@ def new(project: str) -> Any:
 def create(project: str) -> Any:
     """Cut a release from main: the version is allocated now, the tag is made by a job."""
     bump = "major" if request.form.get("major") else None
-    release, job = svc.cut(get_project(project), current_user, bump=bump, reason=_text("reason"))
+    proj = get_project(project)
+    with adoption_link(proj):
+        release, job = svc.cut(proj, current_user, bump=bump, reason=_text("reason"),
+                               confirm_baseline=bool(request.form.get("confirm_baseline")))
     return _done(release, job, f"Cutting {release.version}: tagging {release.tag}.",
                  url_for("releases.show", project=project, version=release.version))
 

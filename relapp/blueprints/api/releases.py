@@ -14,6 +14,7 @@ from ...services import release_retry as retry_svc
 from ...services import releases as svc
 from ...services.projects import get_project
 from ...services.projects import projects as all_projects
+from ..links import adoption_link
 from . import PATHS, api_auth, bp, idempotent, parse, schemas
 from .schemas import dump
 
@@ -47,8 +48,22 @@ def cut(key: str) -> Any:
     """Cut a release from main: the next version is allocated now, the tag is made by a job."""
     project = get_project(key)
     data = parse(schemas.CutIn)
-    release, job = svc.cut(project, current_user, ref=data.ref, bump=data.bump, reason=data.reason)
+    with adoption_link(project):
+        release, job = svc.cut(project, current_user, ref=data.ref, bump=data.bump, reason=data.reason,
+                               confirm_baseline=data.confirm_baseline)
     return dump(schemas.CutAccepted.of(release, job)), 202
+
+
+@bp.get("/projects/<key>/next")
+@api_auth(Role.VIEWER)
+def next_version(key: str) -> Any:
+    """The version, tag, previous release and commit count a cut from `ref` would get (409 with the
+    cut's own sentence when it would be refused)."""
+    project = get_project(key)
+    ref = request.args.get("ref") or None
+    with adoption_link(project):
+        found = svc.preview(project, ref)
+    return dump(schemas.NextOut.of(found))
 
 
 @bp.get("/projects/<key>/releases/<version>")
@@ -123,6 +138,8 @@ PATHS.update({
         "post": _op("Start a hotfix", ok="202", params=["project", "version"],
                     body_schema={"$ref": "#/components/schemas/HotfixIn"})},
     "/api/v1/projects/{project}/adoption": {"get": _op("Tag adoption report", params=["project"])},
+    "/api/v1/projects/{project}/next": {
+        "get": _op("Preview the next release from main (nothing is written)", params=["project"], query=["ref"])},
 })
 
 

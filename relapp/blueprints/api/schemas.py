@@ -8,7 +8,7 @@ themselves beyond the rows' own relationships.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
@@ -228,6 +228,30 @@ class CutAccepted(Out):
         shown = ReleaseOut.of(release)
         return cls(version=release.version, tag=release.tag, commit=release.sha,
                    follows=shown.follows, release=shown, job=JobOut.of(job))
+
+
+class NextOut(Out):
+    """What a cut from `ref` would make: version, tag, the release it follows and why."""
+
+    ref: str
+    commit: str
+    version: str
+    tag: str
+    previous: str | None
+    previous_tag: str | None
+    commit_count: int
+    bump: str
+    why: str
+    notes: list[str]
+    fetched_at: Timestamp | None
+
+    @classmethod
+    def of(cls, p: Any) -> NextOut:
+        fetched = datetime.fromtimestamp(p.fetched_at, tz=UTC) if p.fetched_at is not None else None
+        return cls(ref=p.ref, commit=p.sha, version=str(p.version), tag=p.tag,
+                   previous=str(p.previous) if p.previous else None, previous_tag=p.previous_tag,
+                   commit_count=p.commit_count, bump=p.bump, why=p.why, notes=list(p.notes),
+                   fetched_at=fetched)
 
 
 class HotfixAccepted(Out):
@@ -583,6 +607,7 @@ class CutIn(In):
     ref: str | None = _text(200)
     bump: str | None = _text(10, one_of=["minor", "major"])
     reason: str | None = _text()
+    confirm_baseline: bool = False
 
 
 class HotfixIn(In):
