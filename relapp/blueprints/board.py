@@ -8,12 +8,13 @@ from flask import Blueprint, request
 from flask_login import current_user, login_required
 
 from ..services.board import board_page
-from ..services.projects import issue_url
+from ..services.projects import issue_url, pr_url
 from ..templating import render_page
 
 bp = Blueprint("board", __name__)
 # Cards, decisions and changelogs link issue keys through the project's URL template.
 bp.add_app_template_global(issue_url, "issue_url")
+bp.add_app_template_global(pr_url, "pr_url")
 
 
 @bp.get("/")

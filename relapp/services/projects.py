@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from ..domain import changelog
 from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..models import Deployment, Environment, Project, Team, User
@@ -104,6 +105,11 @@ def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | 
         db.session.rollback()
         raise
     return changes
+
+
+def pr_url(project: Project, pr: int) -> str | None:
+    """The link of a PR number, only for an http(s) template with {pr} (the changelog's rule)."""
+    return changelog.pr_url(project.pr_url_template, pr)
 
 
 def issue_url(project: Project, key: str) -> str | None:
