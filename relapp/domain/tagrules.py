@@ -19,10 +19,12 @@ import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import regex
 from semver import Version
+
+from relapp.domain.gitdata import TagRef
 
 # --- semver text ---------------------------------------------------------------------------------
 
@@ -127,6 +129,9 @@ def _identity_factory() -> Callable[[Version], tuple[int, int, int, str | None]]
 identity = _identity_factory()
 
 
+VERSION_SLOT = "\0"  # stands for the version in a reason; NUL is never in a tag or a rule
+
+
 class TagStatus(StrEnum):
     """How a tag name was understood."""
 
@@ -134,6 +139,31 @@ class TagStatus(StrEnum):
     LEGACY = "legacy"
     IGNORED = "ignored"
     UNKNOWN = "unknown"
+
+
+class ClassifiedTag(NamedTuple):
+    """A tag, how it was understood, the version it names (if any) and why (`reason`).
+
+    A named tuple rather than a frozen dataclass: an inventory makes one per tag, and a tuple
+    is made several times faster.
+    """
+
+    tag: TagRef
+    status: TagStatus
+    version: Version | None
+    note: str  # the reason, with VERSION_SLOT standing for the version
+
+    @property
+    def name(self) -> str:
+        """The tag's short name."""
+        return self.tag.name
+
+    @property
+    def reason(self) -> str:
+        """Why the tag was understood this way, in one phrase."""
+        if self.version is None or VERSION_SLOT not in self.note:
+            return self.note
+        return self.note.replace(VERSION_SLOT, str(self.version))
 
 
 class RuleError(ValueError):
@@ -534,7 +564,6 @@ def analyse(pattern: str) -> tuple[Chars, bool]:
 IGNORE_KEY, TEMPLATE_KEY, LEGACY_KEY = "ignore_tags", "tag_template", "legacy_tags"
 MATCH_TIMEOUT = 0.05  # seconds one `regex` rule may spend on one tag name
 STOP_AFTER = 3  # timeouts of one rule in one inventory before it is no longer tried
-VERSION_SLOT = "\0"  # stands for the version in a reason; NUL is never in a tag or a rule
 _RULE_ALLOWED = (
     "write a regular expression with named groups (?P<major>…) and (?P<minor>…), optionally "
     "(?P<patch>…), (?P<pre>…) and (?P<build>…), that matches whole tag names"
@@ -690,8 +719,10 @@ class Matcher:
         """How a tag name is understood: the first rule, in order, that fully matches it."""
         return self._read(name, self.candidates(name[:1]), budget or Budget())
 
-    def read_all(self, names: Iterable[str], budget: Budget | None = None) -> list[Reading]:
-        """`read` of each name, in order.
+    def classify_all(
+        self, tags: Iterable[TagRef], budget: Budget | None = None
+    ) -> list[ClassifiedTag]:
+        """Each tag with `read` of its name, in order.
 
         The first candidate rule is tried inline, and a plain X.Y.Z of the template (the usual
         tag of a repository relapp tags) is made on the spot; anything else goes through the
@@ -700,19 +731,21 @@ class Matcher:
         budget = budget or Budget()
         by_first, candidates, ints, make = self._by_first, self.candidates, _INTS, make_version
         canonical, legacy, ignored = TagStatus.CANONICAL, TagStatus.LEGACY, TagStatus.IGNORED
-        out: list[Reading] = []
+        new = tuple.__new__
+        out: list[ClassifiedTag] = []
         append = out.append
-        for name in names:
+        for tag in tags:
+            name = tag.name
             entries = by_first.get(name[:1])
             if entries is None:
                 entries = candidates(name[:1])
             if not entries or entries[0][1] is None or len(name) > entries[0][2]:
-                append(self._read(name, entries, budget))
+                append(new(ClassifiedTag, (tag, *self._read(name, entries, budget))))
                 continue
             code, fullmatch, _, rule = entries[0]
             m = fullmatch(name)  # type: ignore[misc]  # not None: checked above
             if m is None:
-                append(self._read(name, entries, budget, 1))
+                append(new(ClassifiedTag, (tag, *self._read(name, entries, budget, 1))))
             elif code == _TEMPLATE:
                 major, minor, patch, pre, build = m.groups()
                 if pre is None and patch is not None:
@@ -720,17 +753,19 @@ class Matcher:
                         version = make(ints[major], ints[minor], ints[patch], None, build)
                     except KeyError:
                         version = make(int(major), int(minor), int(patch), None, build)
-                    append((canonical, version, rule.why))
+                    append(new(ClassifiedTag, (tag, canonical, version, rule.why)))
                 else:
-                    append(_template_form(major, minor, patch, pre, build, rule))
+                    reading = _template_form(major, minor, patch, pre, build, rule)
+                    append(new(ClassifiedTag, (tag, *reading)))
             elif code == _LEGACY:
                 read, problem = _read_legacy(rule.parts(m), rule)
                 if read is not None:
-                    append((legacy, read, rule.why))
+                    append(new(ClassifiedTag, (tag, legacy, read, rule.why)))
                 else:
-                    append(self._read(name, entries, budget, 1, problem))
+                    reading = self._read(name, entries, budget, 1, problem)
+                    append(new(ClassifiedTag, (tag, *reading)))
             else:
-                append((ignored, None, rule.why))
+                append(new(ClassifiedTag, (tag, ignored, None, rule.why)))
         return out
 
     def _read(

@@ -8,14 +8,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
 
 from semver import Version
 
 from relapp.domain import tagrules
 from relapp.domain.commits import effective_commits, parse_message
 from relapp.domain.gitdata import RawCommit, TagRef
-from relapp.domain.tagrules import DEFAULT_LEGACY, VERSION_SLOT, RuleError, TagStatus
+from relapp.domain.tagrules import DEFAULT_LEGACY, ClassifiedTag, RuleError, TagStatus
 
 # The tag rules themselves live in relapp.domain.tagrules; their public names are offered here
 # too, so callers keep one module for versions and tags.
@@ -69,31 +68,6 @@ class TagRules:
         object.__setattr__(self, "legacy", legacy)
         object.__setattr__(self, "ignore", ignore)
         object.__setattr__(self, "_matcher", tagrules.compile_rules(self.template, legacy, ignore))
-
-
-class ClassifiedTag(NamedTuple):
-    """A tag, how it was understood, the version it names (if any) and why (`reason`).
-
-    A named tuple rather than a frozen dataclass: an inventory makes one per tag, and a tuple
-    is made several times faster.
-    """
-
-    tag: TagRef
-    status: TagStatus
-    version: Version | None
-    note: str  # the reason, with tagrules.VERSION_SLOT standing for the version
-
-    @property
-    def name(self) -> str:
-        """The tag's short name."""
-        return self.tag.name
-
-    @property
-    def reason(self) -> str:
-        """Why the tag was understood this way, in one phrase."""
-        if self.version is None or VERSION_SLOT not in self.note:
-            return self.note
-        return self.note.replace(VERSION_SLOT, str(self.version))
 
 
 def classify(tag: TagRef, rules: TagRules) -> ClassifiedTag:
@@ -276,34 +250,31 @@ def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
 
 def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
     # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
-    readings = rules._matcher.read_all([t.name for t in tags], tagrules.Budget())
-    make, ignored, identity = tuple.__new__, TagStatus.IGNORED, tagrules.identity
-    classified: list[ClassifiedTag] = []
+    classified = rules._matcher.classify_all(tags, tagrules.Budget())
+    ignored, identity = TagStatus.IGNORED, tagrules.identity
     recognised: list[ClassifiedTag] = []
     ignored_tags: list[ClassifiedTag] = []
     unknown: list[ClassifiedTag] = []
-    # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key).
-    groups: dict[tuple[int, int, int, str | None], list[ClassifiedTag]] = {}
-    for t, (status, version, note) in zip(tags, readings, strict=True):
-        c: ClassifiedTag = make(ClassifiedTag, (t, status, version, note))
-        classified.append(c)
+    # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key);
+    # a version's first tag in `first`, the rare later ones in `more`.
+    first: dict[tuple[int, int, int, str | None], ClassifiedTag] = {}
+    more: dict[tuple[int, int, int, str | None], list[ClassifiedTag]] = {}
+    for c in classified:
+        version = c.version
         if version is not None:  # canonical or legacy
             recognised.append(c)
             key = identity(version)
-            same = groups.get(key)
-            if same is None:
-                groups[key] = [c]
-            else:
-                same.append(c)
-        elif status is ignored:
+            if first.setdefault(key, c) is not c:
+                more.setdefault(key, [first[key]]).append(c)
+        elif c.status is ignored:
             ignored_tags.append(c)
         else:
             unknown.append(c)
     # Only the few groups on several commits are conflicts, so only they are sorted.
     claimed = [
         (version_key(g[0].version), g)  # type: ignore[arg-type]  # recognised: has a version
-        for g in groups.values()
-        if len(g) > 1 and len({c.tag.sha for c in g}) > 1  # same commit: aliases
+        for g in more.values()
+        if len({c.tag.sha for c in g}) > 1  # same commit: aliases
     ]
     claimed.sort(key=lambda vg: precedence(vg[0]))
     return Inventory(
@@ -312,7 +283,7 @@ def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
         ignored=tuple(ignored_tags),
         unknown=tuple(unknown),
         conflicts=tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed),
-        by_name={c.tag.name: c for c in classified},
+        by_name=dict(zip([t.name for t in tags], classified, strict=True)),
     )
 
 
