@@ -229,9 +229,9 @@ def _no_cycle_collection() -> Iterator[None]:
     """Hold off Python's cycle collector while an inventory builds its objects.
 
     An inventory makes a few objects per tag, none of them in a reference cycle, and keeps them
-    all. Each 700 new objects start a collection, and now and then a full one walks every object
-    of the process: on 5,000 tags that doubled the median time and gained nothing. Collections
-    resume afterwards (reference counting frees everything as usual in between).
+    all. Each 700 new objects start a collection that finds nothing (about 40 on 5,000 tags,
+    now and then a full one over the whole process); held off, one collection follows instead.
+    Measured on 5,000 tags: 5-10% off the median. Reference counting frees as usual meanwhile.
     """
     was_enabled = gc.isenabled()
     gc.disable()
