@@ -70,10 +70,12 @@ _GLUED_PRE_RE = re.compile(r"(?:rc|alpha|beta|pre)\d+", re.IGNORECASE)
 def normalise_pre(pre: str) -> str:
     """`rc1`, `rc.1`, `rc-1` -> `rc.1`; `a1` -> `alpha.1`; anything else is kept as written."""
     m = _PRE_SPLIT_RE.fullmatch(pre)
-    if m is None:
-        return pre
-    token = m["token"].lower()
-    return f"{_PRE_NORMAL.get(token, token)}.{int(m['n'])}"
+    return pre if m is None else _normalised(m)
+
+
+def _normalised(split: re.Match[str]) -> str:
+    token = split["token"].lower()
+    return f"{_PRE_NORMAL.get(token, token)}.{int(split['n'])}"
 
 
 def _version_factory() -> Callable[[int, int, int, str | None, str | None], Version]:
@@ -861,8 +863,7 @@ def _read_legacy(parts: tuple[str | None, ...], rule: Rule) -> tuple[Version | N
         if split is not None:  # rc1, rc.1, b2: normalised to token.N, valid by construction
             if len(split["n"]) > 1 and split["n"][0] == "0":
                 return None, _LEADING_ZERO
-            token = split["token"].lower()
-            pre = f"{_PRE_NORMAL.get(token, token)}.{int(split['n'])}"
+            pre = _normalised(split)
         elif not _PRE_RE.fullmatch(pre):
             return (
                 None,
