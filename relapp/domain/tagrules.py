@@ -401,9 +401,10 @@ class _Bounds:
 
     `first(...)` over-approximates the characters a match can start with. `routes(...)` raises
     `_Unbounded` unless matching time is at most quadratic in the name's length: no
-    back-references or lookarounds; every repetition is of one character, or of a body that
-    starts with characters neither its inside nor what follows can take (`(?:\\.\\d+)*`); at most
-    one repetition can end at more than one place (`.*` before `-`); few alternative routes.
+    back-references or lookarounds; every repetition is of one character, or of a body inside
+    which the next character always tells what comes (`(?:\\.\\d+)*`: a round starts at each
+    `.`); at most one repetition can end at more than one place (`.*` before `-`); at most
+    MAX_ROUTES alternative routes.
     """
 
     def __init__(self, icase: bool) -> None:
