@@ -188,32 +188,35 @@ _TEMPLATE_ALLOWED = (
 )
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _SPLIT = ("major", "minor", "patch")
-_REF_FORBIDDEN = " ~^:?*[\\"
+MAX_TAG_LEN = 100  # gitops refuses longer tag names (names.MAX_REF_LEN)
+_TAG_CHARS = frozenset(string.ascii_letters + string.digits + "._-/")
+_TAG_NAMES_ALLOWED = (
+    "around the placeholders use letters, digits, '.', '_', '-' and '/', each part starting with "
+    "a letter or digit, e.g. v{version} or product-{major}_{minor}_{patch}"
+)
 
 
-def ref_name_problem(name: str) -> str | None:
-    """Why git would refuse `name` as a tag name (the rules of `git check-ref-format`), or None."""
+def tag_name_problem(name: str) -> str | None:
+    """Why relapp would not make `name` a tag, or None: the rule gitops applies before git sees
+    a name (relapp.gitops.names.check_ref_syntax), stricter than `git check-ref-format`."""
+    if len(name) > MAX_TAG_LEN:
+        return f"are longer than {MAX_TAG_LEN} characters"
     for c in name:
-        if ord(c) < 32 or ord(c) == 127:
-            return "contain a control character"
-        if c in _REF_FORBIDDEN:
-            return f"contain {c!r}"
-    if not name:
-        return "are empty"
-    if name == "@":
-        return "are just '@'"
-    for bad in ("..", "@{", "//"):
-        if bad in name:
-            return f"contain {bad!r}"
-    if name.startswith(("-", "/")):
-        return f"start with {name[0]!r}"
-    if name.endswith(("/", ".")):
-        return f"end with {name[-1]!r}"
+        if c not in _TAG_CHARS:
+            return (
+                "contain a control character" if ord(c) < 32 or ord(c) == 127 else f"contain {c!r}"
+            )
+    if ".." in name:
+        return "contain '..'"
     for part in name.split("/"):
-        if part.startswith("."):
-            return "have a part starting with '.'"
+        if not part:
+            return "have an empty part between slashes"
+        if not part[0].isalnum():
+            return f"have a part starting with {part[0]!r}"
         if part.endswith(".lock"):
             return "have a part ending with '.lock'"
+        if part.endswith("."):
+            return "have a part ending with '.'"
     return None
 
 
@@ -268,10 +271,20 @@ class Template:
                     )
             split = True
         template = cls(text, literals, split)
-        for sample in (Version(1, 2, 3), Version(1, 2, 3, "rc.1")):
-            problem = ref_name_problem(template.render(sample))
+        # The longest sample stands for the versions a project reaches, within MAX_TAG_LEN.
+        for sample in (
+            Version(1, 2, 3),
+            Version(1, 2, 3, "rc.1"),
+            Version(99999, 99999, 99999, "rc.99"),
+        ):
+            problem = tag_name_problem(template.render(sample))
             if problem:
-                raise fail(f"would make tag names that {problem}, which git does not allow")
+                raise RuleError(
+                    "tag_template",
+                    None,
+                    f"The tag template {text!r} would make tag names that {problem}; "
+                    f"{_TAG_NAMES_ALLOWED}.",
+                )
         return template
 
     def render(self, version: Version) -> str:
