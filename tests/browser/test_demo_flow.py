@@ -54,9 +54,12 @@ def test_the_demo_flow_in_a_browser(page_for, live_server):
     qa = page_for("qa")
     release = page_for("release")
 
-    # Cut 1.3.0 from main.
+    # Cut 1.3.0 from main: the panel says what the cut makes before the click.
     engineer.click("#cut-button")
-    engineer.locator("#panel").get_by_role("button", name="Cut release").click()
+    preview = engineer.locator("#cut-preview")
+    preview.wait_for()
+    assert "1.3.0" in preview.inner_text() and "v1.3.0" in preview.inner_text()
+    engineer.locator("#panel").get_by_role("button", name="Cut 1.3.0").click()
     card(engineer, "1.3.0").wait_for()
     wait_tagged(engineer, "1.3.0")
 

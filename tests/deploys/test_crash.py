@@ -350,7 +350,8 @@ def test_cancelling_a_running_command_deploy_stops_its_processes_and_frees_qa(sh
         assert marked.status_code == 409 and "cancel it to stop it" in marked.get_json()["detail"]
         response = shop.post(f"/api/v1/deployments/{deployment_id}/cancel", "rita")
         assert response.status_code == 200
-        assert response.get_json()["deployment"]["status"] == "running"  # until its job has stopped
+        # "running" until its job has stopped; a fast worker may stop it before this answer is read.
+        assert response.get_json()["deployment"]["status"] in ("running", "cancelled")
         assert response.get_json()["deployment"]["cancel_requested"] is True
         db.session.commit()
         wait_for("the cancel", lambda: reload(deployment_id).status == "cancelled")

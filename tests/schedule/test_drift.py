@@ -144,7 +144,9 @@ def test_a_deploy_that_moves_the_record_is_not_a_drift_event(app, demo_project, 
 ])
 def test_a_bad_answer_is_a_sentence_not_a_crash(app, demo_project, allowed, status, body, delay, expected):
     host, answer = allowed
-    app.config["RELAPP_DRIFT_TIMEOUT"] = 0.3
+    # Only the slow answer meets the short timeout: on a loaded machine 0.3 s can pass before a
+    # quick answer arrives, and those cases are about what the answer says.
+    app.config["RELAPP_DRIFT_TIMEOUT"] = 0.3 if delay else 10
     adopt_into_db("demo")
     env = qa(app, f"http://{host}/version")
     record_deploy(env, "1.2.0")
