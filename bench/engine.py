@@ -4,7 +4,8 @@ Builds synthetic repositories with `git fast-import` (10k commits / 500 annotate
 100k commits / 5,000 annotated tags by default: one annotated tag every 20 commits, so tags
 grow with commits), then times, per size:
 
-- inventory:  Workspace.tags() + versioning.inventory()      vs  git for-each-ref (same format)
+- inventory:  versioning.inventory_of(): Workspace.tags() with
+              each batch classified while git lists the rest   vs  git for-each-ref (same format)
 - next:       tags_merged(head) + versions_of + commits since
               the previous release + next_main_version()       vs  git tag --merged + git log
 - changelog:  Workspace.commits(b, [a]) over 10,000 commits
@@ -52,6 +53,7 @@ from relapp.domain.versioning import (
     NextVersion,
     TagRules,
     inventory,
+    inventory_of,
     next_main_version,
     previous_release,
 )
@@ -281,8 +283,9 @@ def build_repo(root: Path, commits: int, tags: int) -> Repo:
 
 
 def relapp_inventory(repo: Repo) -> Inventory:
-    """Tag inventory as relapp computes it: one for-each-ref, then pure classification."""
-    return inventory(repo.ws.tags(), RULES)
+    """Tag inventory as the services compute it: one for-each-ref, each batch of tags classified
+    while git lists the rest."""
+    return inventory_of(repo.ws, RULES)
 
 
 def _previous_sha(inv: Inventory, reachable: tuple[Version, ...]) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from semver import Version
 
@@ -24,16 +25,19 @@ __all__ = [
     "ClassifiedTag",
     "Conflict",
     "Inventory",
+    "InventoryBuilder",
     "NextVersion",
     "Refusal",
     "RuleError",
     "TagRules",
     "TagShape",
+    "TagSource",
     "TagStatus",
     "Understanding",
     "classify",
     "format_tag",
     "inventory",
+    "inventory_of",
     "line_of",
     "next_hotfix_version",
     "next_main_version",
@@ -245,46 +249,143 @@ def _no_cycle_collection() -> Iterator[None]:
 def inventory(tags: Iterable[TagRef], rules: TagRules) -> Inventory:
     """Classify every tag and report versions claimed by tags on different commits."""
     with _no_cycle_collection():
-        return _inventory(tags if isinstance(tags, (list, tuple)) else list(tags), rules)
+        tags = tags if isinstance(tags, (list, tuple)) else list(tags)
+        # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
+        classified = rules._matcher.classify_all(tags, tagrules.Budget())
+        filed = _Filed()
+        filed.add(classified)
+        return filed.inventory(classified)
 
 
-def _inventory(tags: Sequence[TagRef], rules: TagRules) -> Inventory:
-    # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
-    classified = rules._matcher.classify_all(tags, tagrules.Budget())
-    ignored, identity = TagStatus.IGNORED, tagrules.identity
-    recognised: list[ClassifiedTag] = []
-    ignored_tags: list[ClassifiedTag] = []
-    unknown: list[ClassifiedTag] = []
-    # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key);
-    # a version's first tag in `first`, the rare later ones in `more`.
-    first: dict[tuple[int, int, int, str | None], ClassifiedTag] = {}
-    more: dict[tuple[int, int, int, str | None], list[ClassifiedTag]] = {}
-    for c in classified:
-        version = c.version
-        if version is not None:  # canonical or legacy
-            recognised.append(c)
-            key = identity(version)
-            if first.setdefault(key, c) is not c:
-                more.setdefault(key, [first[key]]).append(c)
-        elif c.status is ignored:
-            ignored_tags.append(c)
-        else:
-            unknown.append(c)
-    # Only the few groups on several commits are conflicts, so only they are sorted.
-    claimed = [
-        (version_key(g[0].version), g)  # type: ignore[arg-type]  # recognised: has a version
-        for g in more.values()
-        if len({c.tag.sha for c in g}) > 1  # same commit: aliases
-    ]
-    claimed.sort(key=lambda vg: precedence(vg[0]))
-    return Inventory(
-        classified=tuple(classified),
-        recognised=tuple(recognised),
-        ignored=tuple(ignored_tags),
-        unknown=tuple(unknown),
-        conflicts=tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed),
-        by_name=dict(zip([t.name for t in tags], classified, strict=True)),
-    )
+class TagSource(Protocol):
+    """What lists a repository's tags a batch at a time (relapp.gitops.Workspace does)."""
+
+    def tags(self, on_tags: Callable[[list[TagRef]], None] | None = None) -> list[TagRef]:
+        """Every tag, sorted by name, each batch handed to on_tags as soon as it is listed."""
+        ...
+
+
+def inventory_of(source: TagSource, rules: TagRules) -> Inventory:
+    """The inventory of a repository's tags, each batch classified while the rest is listed.
+
+    The same inventory as `inventory(source.tags(), rules)`: the tags in name order.
+    """
+    builder = InventoryBuilder(rules)
+    with _no_cycle_collection():
+        source.tags(on_tags=builder.add)
+        return builder.build()
+
+
+class InventoryBuilder:
+    """Builds an inventory a batch of tags at a time, so classifying overlaps listing the tags.
+
+    add() classifies each batch and files it right away (recognised, ignored or unknown, and by
+    version); build() does only what needs every tag: the conflicts and the lookups. The
+    inventory lists the tags in name order, as Workspace.tags() does: fed a repository's tags
+    in any order, build() returns exactly what `inventory()` returns for them sorted by name (a
+    stable sort, so two equal names keep the order they came in). Fed in name order, as git
+    lists them, nothing is sorted or classified twice.
+    """
+
+    __slots__ = ("_budget", "_classified", "_filed", "_in_order", "_last", "_rules")
+
+    def __init__(self, rules: TagRules) -> None:
+        """Start an empty inventory of tags read by these rules."""
+        self._rules = rules
+        # A rule too slow on a few tags is not tried on the rest (one budget for the inventory).
+        self._budget = tagrules.Budget()
+        self._classified: list[ClassifiedTag] = []
+        self._filed = _Filed()
+        self._last = ""  # the name of the last tag added; a tag name is never empty
+        self._in_order = True
+
+    def add(self, tags: Sequence[TagRef]) -> None:
+        """Classify the next batch of tags and file them."""
+        classified = self._rules._matcher.classify_all(tags, self._budget)
+        self._classified += classified
+        if not self._in_order:
+            return
+        last = self._last
+        for tag in tags:
+            name = tag.name
+            if name <= last:
+                # Out of name order: build() sorts and files everything once all have come.
+                self._in_order = False
+                return
+            last = name
+        self._last = last
+        self._filed.add(classified)
+
+    def build(self) -> Inventory:
+        """The inventory of every tag added, in name order."""
+        classified = self._classified
+        filed = self._filed
+        if not self._in_order:
+            classified = sorted(classified, key=_tag_name)
+            if self._budget.timeouts:
+                # Which tags a slow rule was stopped on depends on the order they were read in.
+                tags = [c.tag for c in classified]
+                classified = self._rules._matcher.classify_all(tags, tagrules.Budget())
+            filed = _Filed()
+            filed.add(classified)
+        return filed.inventory(classified)
+
+
+def _tag_name(c: ClassifiedTag) -> str:
+    return c.tag.name
+
+
+_Identity = tuple[int, int, int, str | None]
+
+
+class _Filed:
+    """Classified tags filed in the order they come: the lists and version groups an inventory
+    is made of."""
+
+    __slots__ = ("first", "ignored", "more", "recognised", "unknown")
+
+    def __init__(self) -> None:
+        self.recognised: list[ClassifiedTag] = []
+        self.ignored: list[ClassifiedTag] = []
+        self.unknown: list[ClassifiedTag] = []
+        # Grouped by what Version hashes on (the same grouping as a dict keyed by version_key);
+        # a version's first tag in `first`, the rare later ones in `more`.
+        self.first: dict[_Identity, ClassifiedTag] = {}
+        self.more: dict[_Identity, list[ClassifiedTag]] = {}
+
+    def add(self, classified: Iterable[ClassifiedTag]) -> None:
+        ignored, identity = TagStatus.IGNORED, tagrules.identity
+        recognised, ignored_tags, unknown = self.recognised, self.ignored, self.unknown
+        first, more = self.first, self.more
+        for c in classified:
+            version = c.version
+            if version is not None:  # canonical or legacy
+                recognised.append(c)
+                key = identity(version)
+                if first.setdefault(key, c) is not c:
+                    more.setdefault(key, [first[key]]).append(c)
+            elif c.status is ignored:
+                ignored_tags.append(c)
+            else:
+                unknown.append(c)
+
+    def inventory(self, classified: Sequence[ClassifiedTag]) -> Inventory:
+        """The inventory of these tags (the ones filed, in the same order)."""
+        # Only the few groups on several commits are conflicts, so only they are sorted.
+        claimed = [
+            (version_key(g[0].version), g)  # type: ignore[arg-type]  # recognised: has a version
+            for g in self.more.values()
+            if len({c.tag.sha for c in g}) > 1  # same commit: aliases
+        ]
+        claimed.sort(key=lambda vg: precedence(vg[0]))
+        return Inventory(
+            classified=tuple(classified),
+            recognised=tuple(self.recognised),
+            ignored=tuple(self.ignored),
+            unknown=tuple(self.unknown),
+            conflicts=tuple(Conflict(version=v, tags=tuple(g)) for v, g in claimed),
+            by_name={c.tag.name: c for c in classified},
+        )
 
 
 # --- proposals for tags no rule reads -----------------------------------------------------------

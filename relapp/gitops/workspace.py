@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import re
 import secrets as _secrets
@@ -100,6 +101,85 @@ class FetchResult:
     """What a fetch noticed: tags whose remote commit differs from ours (kept, not taken)."""
 
     moved_tags: tuple[str, ...] = field(default=())
+
+
+# The fields Workspace.tags reads, one line per tag: refname, object type and name, the type and
+# name of the object an annotated tag points to, tagger date, creator date. Separated by US
+# (0x1f), which like a newline can never be in a ref name (git refuses control characters).
+_TAG_FORMAT = (
+    "%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)"
+    " %(taggerdate:unix) %(creatordate:unix)"
+).replace(" ", "%1f")
+_TAG_FIELDS = 7
+_tag_name = operator.attrgetter("name")
+
+
+class _TagListing:
+    """Turns `git for-each-ref` output in _TAG_FORMAT into TagRefs, fed in chunks as they arrive.
+
+    Each chunk is cut after its last newline: the bytes before the cut are whole lines, the rest
+    waits for more. A newline is ASCII, which always decodes to itself and ends any broken UTF-8
+    sequence before it, so decoding and splitting piece by piece gives exactly what decoding and
+    splitting the whole output at once would. Tags of tags are kept in `nested` for the caller to
+    peel; tags of trees and blobs are not releases and are dropped.
+    """
+
+    __slots__ = ("_on_tags", "_pending", "nested", "tags")
+
+    def __init__(self, on_tags: Callable[[list[TagRef]], None] | None) -> None:
+        self._on_tags = on_tags
+        self._pending = b""
+        self.tags: list[TagRef] = []
+        self.nested: list[tuple[str, int]] = []  # (name, created) of tags of tags
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk of git's stdout; parse every line it completes."""
+        buf = self._pending + data if self._pending else data
+        cut = buf.rfind(b"\n") + 1
+        if not cut:  # no line ends in this buffer yet
+            self._pending = buf
+            return
+        self._pending = buf[cut:]
+        self._parse(buf[: cut - 1].decode("utf-8", "replace"))
+
+    def close(self) -> list[TagRef]:
+        """Parse what is left once git has exited successfully; return every tag in git's order."""
+        if self._pending:
+            self._parse(self._pending.decode("utf-8", "replace"))
+        self._pending = b""
+        return self.tags
+
+    def _parse(self, text: str) -> None:
+        batch: list[TagRef] = []
+        append = batch.append
+        lines = text.count("\n") + 1
+        fields = text.replace("\n", "\x1f").split("\x1f")
+        if len(fields) == _TAG_FIELDS * lines:
+            # Every line has its seven fields (as git writes them): read them seven at a time.
+            it = iter(fields)
+            rows: Iterable[Sequence[str]] = zip(it, it, it, it, it, it, it, strict=True)
+        else:
+            rows = [
+                f for f in (ln.split("\x1f") for ln in text.split("\n")) if len(f) == _TAG_FIELDS
+            ]
+        for ref, otype, oid, ptype, poid, tagger_date, creator_date in rows:
+            try:
+                created = int(tagger_date)
+            except ValueError:
+                created = 0
+            if not created:
+                created = _int(creator_date)
+            if otype == "tag":
+                if ptype == "commit":
+                    append(TagRef(ref.removeprefix("refs/tags/"), poid, True, created))
+                elif ptype == "tag":
+                    self.nested.append((ref.removeprefix("refs/tags/"), created))
+            elif otype == "commit":
+                append(TagRef(ref.removeprefix("refs/tags/"), oid, False, created))
+        if batch:
+            self.tags += batch
+            if self._on_tags is not None:
+                self._on_tags(batch)
 
 
 _REJECT_LINE = re.compile(r"^\s*!\s*\[rejected\]\s+(\S+)\s+->\s+(\S+)\s+\((.*)\)\s*$")
@@ -329,45 +409,48 @@ class Workspace:
             "Check the spelling, or fetch if it was pushed just now."
         )
 
-    def tags(self) -> list[TagRef]:
-        """Every tag peeled to its commit, from one `git for-each-ref` (trees and blobs dropped)."""
-        fields = (
-            "%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)"
-            " %(taggerdate:unix) %(creatordate:unix)"
+    def tags(self, on_tags: Callable[[list[TagRef]], None] | None = None) -> list[TagRef]:
+        """Every tag peeled to its commit, sorted by name, from one `git for-each-ref` (tags of
+        trees and blobs dropped; tags of tags peeled by one more batch call).
+
+        on_tags, when given, is called with the tags a batch at a time as soon as git has written
+        them, in git's order (by name), so the caller's work overlaps git's listing instead of
+        following it; the tags of tags, peeled once the listing has ended, come in a last batch.
+        """
+        listing = _TagListing(on_tags)
+        run_streaming(
+            ["for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags"],
+            listing.feed,
+            git_dir=self.git_dir,
+            work_tree=self.path,
+            env=self._env or None,
+            timeout=self.timeout,
+            secrets=self._secrets,
+            what="listing tags",
         )
-        fmt = fields.replace(" ", "%1f")
-        proc = self._git(["for-each-ref", f"--format={fmt}", "refs/tags"], what="listing tags")
-        out: list[TagRef] = []
-        nested: list[tuple[str, bool, int]] = []
-        for line in decode(proc.stdout).splitlines():
-            parts = line.split("\x1f")
-            if len(parts) != 7:
-                continue
-            ref, otype, oid, ptype, poid, tagger_date, creator_date = parts
-            name = ref.removeprefix("refs/tags/")
-            created = _int(tagger_date) or _int(creator_date)
-            if otype == "commit":
-                out.append(TagRef(name, oid, False, created))
-            elif otype == "tag" and ptype == "commit":
-                out.append(TagRef(name, poid, True, created))
-            elif otype == "tag" and ptype == "tag":
-                nested.append((name, True, created))
-            # tags of trees and blobs are not releases: dropped
+        out = listing.close()
+        nested = listing.nested
         if nested:
             # A tag of a tag (rare): one more batch call peels them all the way.
-            query = "".join(f"refs/tags/{n}^{{commit}}\n" for n, _, _ in nested).encode()
+            query = "".join(f"refs/tags/{n}^{{commit}}\n" for n, _ in nested).encode()
             proc = self._git(
                 ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
                 input=query,
                 what="peeling nested tags",
             )
-            for (name, annotated, created), line in zip(
+            peeled: list[TagRef] = []
+            for (name, created), line in zip(
                 nested, decode(proc.stdout).splitlines(), strict=False
             ):
                 sha, _, kind = line.partition(" ")
                 if kind == "commit" and is_sha(sha):
-                    out.append(TagRef(name, sha, annotated, created))
-        out.sort(key=lambda t: t.name)
+                    peeled.append(TagRef(name, sha, True, created))
+            if peeled and on_tags is not None:
+                on_tags(peeled)
+            out += peeled
+        # git lists by name already (bytewise, which is code point order in UTF-8): this sort
+        # only places the peeled tags of tags, and keeps the promise if git ever differs.
+        out.sort(key=_tag_name)
         return out
 
     def tags_merged(self, sha: str) -> set[str]:

@@ -286,10 +286,10 @@ def adopt_report(project: Project) -> AdoptionReport:
         raise ServiceError(f"The project's tag rules cannot be used: {exc}", code="invalid_rules") from None
     try:
         ws, fetch_error = read_clone(project)
-        tags = ws.tags()
+        inventory = vs.inventory_of(ws, base)
+        tags = [c.tag for c in inventory.classified]  # what ws.tags() lists, in its order
         head = ws.resolve(project.main_branch)
         main = _Main(project, _ReadOnce(ws), tags, head, ws.tags_merged(head))
-        inventory = vs.inventory(tags, base)
         main_follows, main_next, main_refusal = main.plan(inventory)
         shapes, legacy_new, ignore_new, more_shapes = _proposals(base, inventory)
         proposed = vs.inventory(tags, _with(base, legacy_new, ignore_new)) if shapes else inventory
@@ -383,7 +383,7 @@ def adopt_into_db(key: str, *, actor: User | str | None = "cli") -> list[Release
         with _locked(ws):
             ws.ensure()
             ws.fetch()
-            inventory = vs.inventory(ws.tags(), base)
+            inventory = vs.inventory_of(ws, base)
             conflicted = {c.version for c in inventory.conflicts}
             # The tag each stable version is adopted from: the template's form first.
             chosen = {v: min(tags, key=lambda c: (c.status != vs.TagStatus.CANONICAL, c.name))

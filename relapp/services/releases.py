@@ -296,7 +296,7 @@ def preview(project: Project, ref: str | None = None) -> Preview:
             raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
                            f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
                            code="not_on_main")
-        inventory = vs.inventory(ws.tags(), rules(project))
+        inventory = vs.inventory_of(ws, rules(project))
         plan = plan_main(project, ws, inventory, sha, ws.tags_merged(sha))
     except gitops.GitError as exc:
         raise _git_error(exc) from None
@@ -344,7 +344,7 @@ def cut(project: Project, actor: User | None, *, ref: str | None = None, bump: s
                 raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
                                f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
                                code="not_on_main")
-            inventory = vs.inventory(ws.tags(), rules(project))
+            inventory = vs.inventory_of(ws, rules(project))
             merged = ws.tags_merged(sha)
             plan = plan_main(project, ws, inventory, sha, merged, requested, reason,  # type: ignore[arg-type]
                              confirm_baseline=confirm_baseline)
@@ -425,7 +425,7 @@ def hotfix(project: Project, base_version: str, actor: User | None, *, commits: 
         with _locked(ws):
             ws.ensure()
             ws.fetch()
-            inventory = vs.inventory(ws.tags(), rules(project))
+            inventory = vs.inventory_of(ws, rules(project))
             db_rows = list(db.session.scalars(select(Release).where(
                 Release.project_id == project.id, Release.major == base_v.major, Release.minor == base_v.minor)))
             existing = set(inventory.versions()) | {Version.parse(r.version) for r in db_rows}

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from relapp import gitops
+from relapp.domain.gitdata import TagRef
+from relapp.domain.versioning import DEFAULT_LEGACY, TagRules, TagStatus, inventory, inventory_of
 from relapp.gitops import (
     CherryPickConflict,
     CherryPickEmpty,
@@ -191,6 +193,99 @@ def test_reads_use_a_constant_number_of_git_processes(tmp_path: Path, calls: lis
     assert n == 2 and set(ids) == set(shas)  # type: ignore[arg-type]
     n, cherry = count(ws.cherry, shas[-1], head)
     assert n == 1 and len(cherry) == 299  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- streamed tags
+
+# A project's rules as issue 8's users write them: a split template, the built-in forms plus an
+# underscore rule, an ignore rule.
+STREAM_RULES = TagRules(
+    template="v{major}.{minor}.{patch}",
+    legacy=(*DEFAULT_LEGACY, r"product-(?P<major>\d+)_(?P<minor>\d+)_(?P<patch>\d+)"),
+    ignore=(r"nightly-\d+",),
+)
+
+
+def _more_tags(repo: Repo) -> None:
+    """Every kind of tag beside the fixture's: annotated on commits, lightweight, tags of tags
+    two and three deep named to sort among the others, a ref straight at a tag object, tags of a
+    tree and a blob, one version on two commits, and names no rule reads or an ignore rule takes."""
+    s, work = repo.sha, repo.ws.path
+    git(work, "tag", "-a", "-m", "legacy", "product-1_2_0", s["c3"])
+    git(work, "tag", "1.1.0", s["c2"])  # the version of v1.1.0, on another commit: a conflict
+    git(work, "tag", "release-1.3", s["c4"])
+    git(work, "tag", "-a", "-m", "again", "v1.0.1-rc.1", s["c5"])
+    git(work, "tag", "-a", "-m", "deeper", "v1.0.5", "nested")  # tag of a tag of a tag
+    git(work, "tag", "-a", "-m", "deepest", "a-deep", "v1.0.5")
+    tag_object = git(work, "rev-parse", "v1.1.0").strip()
+    git(work, "update-ref", "refs/tags/v2.0.0", tag_object)  # a plain ref at a tag object
+    git(work, "tag", "-a", "-m", "tree", "v3.0.0", f"{s['c1']}^{{tree}}")  # dropped
+    blob = git(work, "rev-parse", f"{s['c1']}:a.txt").strip()
+    git(work, "tag", "blobtag", blob)  # dropped
+    git(work, "tag", "nightly-12", s["c6"])
+    git(work, "tag", "build-7", s["c6"])
+    git(work, "tag", "zeta-\u2028-1.0", s["c6"])  # a Unicode line separator inside a name
+
+
+def test_streamed_inventory_is_the_inventory_of_the_listed_tags(repo: Repo, calls: list) -> None:
+    _more_tags(repo)
+    listed = repo.ws.tags()
+    assert [t.name for t in listed] == sorted(t.name for t in listed)
+    names = {t.name for t in listed}
+    assert {"treetag", "v3.0.0", "blobtag"}.isdisjoint(names)
+    assert {"nested", "v1.0.5", "a-deep", "v2.0.0", "zeta-\u2028-1.0", "light-b"} <= names
+    peeled = {t.name: t for t in listed}
+    assert peeled["a-deep"].sha == peeled["v1.0.5"].sha == repo.sha["c1"]
+    assert peeled["v2.0.0"].sha == repo.sha["m7"] and peeled["v2.0.0"].annotated
+
+    before = len(calls)
+    streamed = inventory_of(repo.ws, STREAM_RULES)
+    assert [c[0] for c in calls[before:]] == ["for-each-ref", "cat-file"]  # one listing, one peel
+    whole = inventory(repo.ws.tags(), STREAM_RULES)
+    assert streamed == whole
+    assert [c.name for c in streamed.classified] == [t.name for t in listed]
+    assert {c.name: c.status for c in streamed.classified} == {
+        "1.1.0": TagStatus.LEGACY,
+        "a-deep": TagStatus.UNKNOWN,
+        "build-7": TagStatus.UNKNOWN,
+        "light-b": TagStatus.UNKNOWN,
+        "nested": TagStatus.UNKNOWN,
+        "nightly-12": TagStatus.IGNORED,
+        "product-1_2_0": TagStatus.LEGACY,
+        "release-1.3": TagStatus.LEGACY,
+        "v1.0.0": TagStatus.CANONICAL,
+        "v1.0.1-rc.1": TagStatus.CANONICAL,
+        "v1.0.5": TagStatus.CANONICAL,
+        "v1.1.0": TagStatus.CANONICAL,
+        "v2.0.0": TagStatus.CANONICAL,
+        "zeta-\u2028-1.0": TagStatus.UNKNOWN,
+    }
+    assert [(str(c.version), [t.name for t in c.tags]) for c in streamed.conflicts] == [
+        ("1.1.0", ["1.1.0", "v1.1.0"])
+    ]
+
+
+def test_tags_arrive_in_batches_while_git_lists_them(tmp_path: Path, repo: Repo) -> None:
+    """More than one pipe's worth of listing (2,000 tags, about 150 kB) comes in several
+    batches, in git's order, which is the sorted list's; tags of tags come in a last batch."""
+    work = repo.ws.path
+    refs = "".join(f"create refs/tags/bulk-{i:04d} {repo.sha['c2']}\n" for i in range(2000))
+    git(work, "update-ref", "--stdin", input=refs.encode())
+    batches: list[list[TagRef]] = []
+    listed = repo.ws.tags(on_tags=batches.append)
+    assert len(batches) >= 3
+    streamed = [t for batch in batches for t in batch]
+    assert batches[-1] == [t for t in listed if t.name == "nested"]
+    assert streamed[:-1] == [t for t in listed if t.name != "nested"]
+
+
+def test_a_failing_tag_consumer_stops_the_listing(repo: Repo) -> None:
+    def refuse(batch: list[TagRef]) -> None:
+        raise RuntimeError("consumer failed")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        repo.ws.tags(on_tags=refuse)
+    assert [t.name for t in repo.ws.tags()] == ["light-b", "nested", "v1.0.0", "v1.1.0"]
 
 
 # --------------------------------------------------------------------------- fetch
