@@ -774,7 +774,19 @@ class Matcher:
                     reading = _template_form(major, minor, patch, pre, build, rule)
                     append(new(ClassifiedTag, (tag, *reading)))
             elif code == _LEGACY:
-                read, problem = _read_legacy(rule.parts(m), rule)
+                parts = rule.parts(m)
+                major, minor, patch, pre, build = parts
+                read = None
+                if not pre and not build:
+                    # The usual X.Y[.Z] of small numbers, as _read_legacy makes it first.
+                    try:
+                        read = make(
+                            ints[major or ""], ints[minor or ""], ints[patch or "0"], None, None
+                        )
+                    except KeyError:
+                        pass
+                if read is None:
+                    read, problem = _read_legacy(parts, rule)
                 if read is not None:
                     append(new(ClassifiedTag, (tag, legacy, read, rule.why)))
                 else:

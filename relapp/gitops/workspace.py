@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import operator
 import os
@@ -150,18 +151,25 @@ class _TagListing:
         return self.tags
 
     def _parse(self, text: str) -> None:
-        batch: list[TagRef] = []
-        append = batch.append
         lines = text.count("\n") + 1
         fields = text.replace("\n", "\x1f").split("\x1f")
         if len(fields) == _TAG_FIELDS * lines:
-            # Every line has its seven fields (as git writes them): read them seven at a time.
-            it = iter(fields)
-            rows: Iterable[Sequence[str]] = zip(it, it, it, it, it, it, it, strict=True)
+            # Every line has its seven fields, as git writes them.
+            batch = _tag_columns(fields, lines)
+            if batch is None:
+                it = iter(fields)
+                batch = self._rows(zip(it, it, it, it, it, it, it, strict=True))
         else:
-            rows = [
-                f for f in (ln.split("\x1f") for ln in text.split("\n")) if len(f) == _TAG_FIELDS
-            ]
+            rows = (ln.split("\x1f") for ln in text.split("\n"))
+            batch = self._rows(f for f in rows if len(f) == _TAG_FIELDS)
+        if batch:
+            self.tags += batch
+            if self._on_tags is not None:
+                self._on_tags(batch)
+
+    def _rows(self, rows: Iterable[Sequence[str]]) -> list[TagRef]:
+        batch: list[TagRef] = []
+        append = batch.append
         for ref, otype, oid, ptype, poid, tagger_date, creator_date in rows:
             try:
                 created = int(tagger_date)
@@ -176,10 +184,30 @@ class _TagListing:
                     self.nested.append((ref.removeprefix("refs/tags/"), created))
             elif otype == "commit":
                 append(TagRef(ref.removeprefix("refs/tags/"), oid, False, created))
-        if batch:
-            self.tags += batch
-            if self._on_tags is not None:
-                self._on_tags(batch)
+        return batch
+
+
+def _tag_columns(fields: list[str], lines: int) -> list[TagRef] | None:
+    """The usual chunk read a column at a time, which is cheaper than line by line: every tag
+    annotated and of a commit (dated by its tagger), or every tag lightweight (dated by its
+    commit). None for any other chunk, and for a missing date, which _TagListing._rows settles."""
+    if fields[1::_TAG_FIELDS].count("tag") == lines:
+        if fields[3::_TAG_FIELDS].count("commit") != lines:
+            return None
+        shas, dates, annotated = fields[4::_TAG_FIELDS], fields[5::_TAG_FIELDS], True
+    elif fields[1::_TAG_FIELDS].count("commit") == lines:
+        # A commit has no tagger: git leaves %(taggerdate) empty and %(creatordate) dates it.
+        shas, dates, annotated = fields[2::_TAG_FIELDS], fields[6::_TAG_FIELDS], False
+    else:
+        return None
+    try:
+        created = list(map(int, dates))
+    except ValueError:
+        return None
+    if 0 in created:
+        return None
+    names = [ref.removeprefix("refs/tags/") for ref in fields[0::_TAG_FIELDS]]
+    return list(map(TagRef, names, shas, itertools.repeat(annotated), created))
 
 
 _REJECT_LINE = re.compile(r"^\s*!\s*\[rejected\]\s+(\S+)\s+->\s+(\S+)\s+\((.*)\)\s*$")

@@ -265,18 +265,34 @@ def test_streamed_inventory_is_the_inventory_of_the_listed_tags(repo: Repo, call
     ]
 
 
-def test_tags_arrive_in_batches_while_git_lists_them(tmp_path: Path, repo: Repo) -> None:
-    """More than one pipe's worth of listing (2,000 tags, about 150 kB) comes in several
-    batches, in git's order, which is the sorted list's; tags of tags come in a last batch."""
-    work = repo.ws.path
-    refs = "".join(f"create refs/tags/bulk-{i:04d} {repo.sha['c2']}\n" for i in range(2000))
+def test_tags_arrive_in_batches_while_git_lists_them(repo: Repo) -> None:
+    """More than a pipe's worth of listing (1,500 lightweight and 1,500 annotated tags, about
+    300 kB) comes in several batches, in git's order, which is the sorted list's; tags of tags
+    come in a last batch. Each tag is peeled and dated as git says."""
+    work, c2 = repo.ws.path, repo.sha["c2"]
+    refs = "".join(f"create refs/tags/bulk-{i:04d} {c2}\n" for i in range(1500))
     git(work, "update-ref", "--stdin", input=refs.encode())
+    stream = "".join(
+        f"tag rel-{i:04d}\nfrom {c2}\ntagger T <t@example.com> {1_650_000_000 + i} +0000\ndata 2\nhi\n"
+        for i in range(1500)
+    )
+    gitops.fast_import(work, stream.encode())
     batches: list[list[TagRef]] = []
     listed = repo.ws.tags(on_tags=batches.append)
-    assert len(batches) >= 3
+    assert len(batches) >= 5
     streamed = [t for batch in batches for t in batch]
     assert batches[-1] == [t for t in listed if t.name == "nested"]
     assert streamed[:-1] == [t for t in listed if t.name != "nested"]
+    by_name = {t.name: t for t in listed}
+    assert len(by_name) == 3004
+    for i in range(1500):
+        light, annotated = by_name[f"bulk-{i:04d}"], by_name[f"rel-{i:04d}"]
+        assert (light.sha, light.annotated, light.created) == (c2, False, 1_700_000_100)
+        assert (annotated.sha, annotated.annotated, annotated.created) == (
+            c2,
+            True,
+            1_650_000_000 + i,
+        )
 
 
 def test_a_failing_tag_consumer_stops_the_listing(repo: Repo) -> None:
