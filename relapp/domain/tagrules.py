@@ -83,24 +83,24 @@ def _version_factory() -> Callable[[int, int, int, str | None, str | None], Vers
 
     Version's __init__ converts and range-checks each part through a dict; tag inventories make
     thousands of versions from digits a regex has matched. The shortcut stores the same five
-    slots; if semver ever lays out Version differently, the self-check below falls back to the
-    ordinary constructor.
+    slots with plain attribute stores (Version has no __setattr__ of its own; a store costs
+    about a third of calling the slot's setter); if semver ever lays out Version differently,
+    the self-check below falls back to the ordinary constructor.
     """
-    slots = [
-        Version.__dict__.get(f"_{n}") for n in ("major", "minor", "patch", "prerelease", "build")
-    ]
-    if any(s is None or not hasattr(s, "__set__") for s in slots):
+    names = ("_major", "_minor", "_patch", "_prerelease", "_build")
+    if Version.__setattr__ is not object.__setattr__ or any(
+        not hasattr(Version.__dict__.get(n), "__set__") for n in names
+    ):
         return Version
-    s_major, s_minor, s_patch, s_pre, s_build = (s.__set__ for s in slots)  # type: ignore[union-attr]
     new = Version.__new__
 
     def make(major: int, minor: int, patch: int, pre: str | None, build: str | None) -> Version:
         v = new(Version)
-        s_major(v, major)
-        s_minor(v, minor)
-        s_patch(v, patch)
-        s_pre(v, pre)
-        s_build(v, build)
+        v._major = major
+        v._minor = minor
+        v._patch = patch
+        v._prerelease = pre
+        v._build = build
         return v
 
     try:
