@@ -32,12 +32,18 @@ from typing import Any
 import pytest
 from filelock import FileLock
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests judge what the code does, never how fast: no per-example deadline and no
+# "generation is slow" failure when other work shares the machine's two cores.
+settings.register_profile("relapp", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("relapp")
 MIGRATIONS = ROOT / "migrations"
 
 # Read by every app made here and by the processes tests start (worker, `relapp.run`):
