@@ -283,6 +283,16 @@ def _why(nxt: vs.NextVersion, commit_count: int) -> str:
     return f"Minor: {n} {since}, none marked breaking."
 
 
+def _on_main(project: Project, ws: gitops.Workspace, ref: str) -> str:
+    """The commit `ref` names, which must be on the main branch (releases are cut from it)."""
+    sha = ws.resolve(ref)
+    if not ws.is_ancestor(sha, ws.resolve(project.main_branch)):
+        raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
+                       f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
+                       code="not_on_main")
+    return sha
+
+
 def preview(project: Project, ref: str | None = None) -> Preview:
     """The version, tag, previous release and commit count a cut from `ref` (default: main) would
     get, from a fetch at most FETCH_MAX_AGE old; a refusal is raised as the cut would raise it."""
@@ -290,12 +300,7 @@ def preview(project: Project, ref: str | None = None) -> Preview:
     try:
         gitops.validate_revision(ref)
         ws, fetch_error = read_clone(project)
-        sha = ws.resolve(ref)
-        main = ws.resolve(project.main_branch)
-        if not ws.is_ancestor(sha, main):
-            raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
-                           f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
-                           code="not_on_main")
+        sha = _on_main(project, ws, ref)
         inventory = vs.inventory_of(ws, rules(project))
         plan = plan_main(project, ws, inventory, sha, ws.tags_merged(sha))
     except gitops.GitError as exc:
@@ -338,12 +343,7 @@ def cut(project: Project, actor: User | None, *, ref: str | None = None, bump: s
         with _locked(ws):
             ws.ensure()
             ws.fetch()
-            sha = ws.resolve(ref)
-            main = ws.resolve(project.main_branch)
-            if not ws.is_ancestor(sha, main):
-                raise Conflict(f"{ref} ({sha[:10]}) is not on {project.main_branch}: releases are cut from "
-                               f"{project.main_branch}; to ship a fix on a released line, start a hotfix.",
-                               code="not_on_main")
+            sha = _on_main(project, ws, ref)
             inventory = vs.inventory_of(ws, rules(project))
             merged = ws.tags_merged(sha)
             plan = plan_main(project, ws, inventory, sha, merged, requested, reason,  # type: ignore[arg-type]
