@@ -235,18 +235,16 @@ class ChangelogBuilder:
     """
 
     __slots__ = (
+        "_commits",
         "_entries",
         "_findall",
         "_grouped",
         "_merges",
         "_needs_dash",
         "_owners",
-        "_parents",
-        "_reverters",
+        "_reverts",
         "_rx",
-        "_shas",
         "_sinks",
-        "_targets",
         "_teams",
     )
 
@@ -267,47 +265,47 @@ class ChangelogBuilder:
         self._sinks: dict[tuple[tuple[str, ...], Section], tuple[list[ChangelogEntry], ...]] = {}
         self._entries: list[ChangelogEntry] = []
         self._merges: list[MergeCommit] = []
-        self._shas: list[str] = []  # every commit's sha, in order: the cancelled list keeps it
-        self._parents: list[tuple[str, ...]] = []  # each commit's parents, as _shas
-        # Lowercase sha -> revert target (None: not a revert), as effective_commits keys them.
-        self._targets: dict[str, str | None] = {}
-        self._reverters: list[str] = []  # lowercase shas that name a revert target
+        # Every commit in order (the count, and what cancelling needs: shas, parents, order).
+        self._commits: list[RawCommit] = []
+        # The position in _commits of each commit that names a revert target, and the target.
+        # Most ranges have none, so nothing else is kept per commit for revert pairs.
+        self._reverts: dict[int, str] = {}
 
     def add(self, commit: RawCommit) -> None:
         """Take the next commit of the range (in the range's order) and file its entry."""
-        sha = commit.sha
+        commits = self._commits
+        commits.append(commit)
         message = commit.message
-        self._shas.append(sha)
-        parents = commit.parents
-        self._parents.append(parents)
-        key = sha.lower()
-        if len(parents) > 1:
+        if len(commit.parents) > 1:
             # A merge has no entry, but it can revert or be reverted (`git revert -m`).
-            fields = parse_fields(message)
-            target = fields[8]
-            self._targets[key] = target
-            if target is not None:
-                self._reverters.append(key)
+            fields = parse_fields(message, all_trailers=False)
+            if fields[8] is not None:
+                self._reverts[len(commits) - 1] = fields[8]
+            sha = commit.sha
             self._merges.append(MergeCommit(sha, sha[:7], fields[9], fields[5], commit.author_name))
             return
+        # The entry takes no trailer but co-authors and breaking changes: skip reading the rest.
         ctype, scope, breaking, description, _, pr, co_authors, picked, reverts, subject = (
-            parse_fields(message)
+            parse_fields(message, all_trailers=False)
         )
-        self._targets[key] = reverts
         if reverts is not None:
-            self._reverters.append(key)
+            self._reverts[len(commits) - 1] = reverts
             ctype = "revert"  # `Revert "feat: x"` is a revert, whatever it reverted
-        names = self._owners.get(commit.files)
+        files = commit.files
+        names = self._owners.get(files)
         if names is None:
-            names = self._owners[commit.files] = teams_for(commit.files, self._teams)
-        issues: tuple[str, ...]
+            names = self._owners[files] = teams_for(files, self._teams)
+        issues: tuple[str, ...] = ()
         findall = self._findall
         if self._needs_dash and "-" not in message:
-            issues = ()
+            pass
         elif findall is not None:
-            issues = tuple(dict.fromkeys(findall(message[:MAX_SCANNED_CHARS])))
+            keys = findall(message, 0, MAX_SCANNED_CHARS)  # as slicing to the cap: no lookbehind
+            if keys:
+                issues = tuple(keys) if len(keys) == 1 else tuple(dict.fromkeys(keys))
         else:
             issues = find_issue_keys(message, self._rx)
+        sha = commit.sha
         e = ChangelogEntry(
             sha,
             sha[:7],
@@ -340,13 +338,13 @@ class ChangelogBuilder:
 
     def build(self) -> Changelog:
         """The changelog of every commit added so far, each an entry, a merge or cancelled."""
-        targets = self._targets
         entries = self._entries
         merges = self._merges
         grouped = self._grouped
         cancelled: tuple[CancelledCommit, ...] = ()
+        targets = self._targets() if self._reverts else {}
         # Only a revert whose target is in the range can cancel anything: usually there is none.
-        if any(targets[r] in targets for r in self._reverters):
+        if any(t is not None and t in targets for t in targets.values()):
             gone = self._cancel(targets)
             entries = [e for e in entries if e.sha.lower() not in gone]
             merges = [m for m in merges if m.sha.lower() not in gone]
@@ -363,14 +361,24 @@ class ChangelogBuilder:
             non_conventional_count=sum(1 for e in entries if e.type is None),
             merges=tuple(merges),
             cancelled=cancelled,
-            commit_count=len(self._shas),
+            commit_count=len(self._commits),
         )
+
+    def _targets(self) -> dict[str, str | None]:
+        """Lowercase sha -> revert target (None: not a revert), as effective_commits keys them:
+        in first-seen order, a repeated sha keeping its last message's target."""
+        reverts = self._reverts
+        targets: dict[str, str | None] = {}
+        for i, c in enumerate(self._commits):
+            targets[c.sha.lower()] = reverts.get(i)
+        return targets
 
     def _cancel(self, targets: Mapping[str, str | None]) -> dict[str, CancelledCommit]:
         """The cancelled commits by lowercase sha, in the range's order."""
         dropped, undone = revert_outcome(targets)
-        keys = [s.lower() for s in self._shas]
-        sha_of = dict(zip(keys, self._shas, strict=True))
+        shas = [c.sha for c in self._commits]
+        keys = [s.lower() for s in shas]
+        sha_of = dict(zip(keys, shas, strict=True))
         # A merge undone by `git revert -m 1` takes back all it brought in: those commits'
         # changes are not in the release either. Oldest merge first, so a commit brought in by
         # a nested merge that was reverted itself is ascribed to that one.
@@ -378,7 +386,8 @@ class ChangelogBuilder:
         undone_merges = [m.sha.lower() for m in reversed(self._merges) if m.sha.lower() in undone]
         if undone_merges:
             graph = {
-                k: tuple(p.lower() for p in ps) for k, ps in zip(keys, self._parents, strict=True)
+                k: tuple(p.lower() for p in c.parents)
+                for k, c in zip(keys, self._commits, strict=True)
             }
             for m in undone_merges:
                 for k in merged_in(m, graph):

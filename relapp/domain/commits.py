@@ -23,11 +23,16 @@ _CHERRY_RE = re.compile(
 _REVERTS_RE = re.compile(r"^This reverts commit (?P<sha>[0-9a-fA-F]{40})\b", re.MULTILINE)
 # PR numbers: GitHub squash suffix `(#12)`, PSR's `(pull request #12)`, GitLab `(!12)`.
 _PR_SUFFIX_RE = re.compile(r"\s*\((?:pull request )?[#!](?P<n>\d+)\)\s*$")
-# The same suffix from its "(": that is the text's last "(", as the suffix holds no other.
-_PR_SUFFIX_FROM_PAREN_RE = re.compile(r"\((?:pull request )?[#!](?P<n>\d+)\)\s*$")
 _PR_MERGE_RE = re.compile(r"^Merge pull request #(?P<n>\d+) from ")
 _MR_SEE_RE = re.compile(r"^See merge request \S*!(?P<n>\d+)\s*$", re.MULTILINE)
 _PARAGRAPH_BREAK_RE = re.compile(r"\n[ \t]*\n")
+# The start of a trailer line, and whole lines of `Key: value` holding no line break other
+# than \n (str.splitlines() breaks at \r, \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029 too).
+_TRAILER_KEY_RE = re.compile(r"(?:BREAKING CHANGE|[A-Za-z0-9][A-Za-z0-9-]*):")
+_TRAILER_LINES_RE = re.compile(
+    r"^(BREAKING CHANGE|[A-Za-z0-9][A-Za-z0-9-]*):([^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*)$",
+    re.MULTILINE,
+)
 
 # The literal text each regex needs: a substring test is far cheaper than a regex search, and
 # most messages have none of these, so the regex only runs where it can match.
@@ -61,8 +66,36 @@ class ParsedMessage:
 def _trailer_block(message: str) -> tuple[tuple[str, str], ...]:
     """Parse the last paragraph as git trailers when it is one (the subject never is)."""
     text = message.strip("\n")
-    if "\n" not in text:  # one line: a single paragraph, so no trailer block
+    # The usual shapes, read without splitting the whole message into paragraphs. `last` follows
+    # the last empty line; when the text starts with a visible character, the paragraph holding
+    # it lies before, so the subject is never the last paragraph. Each shortcut applies only
+    # when nothing in `last` is a blank line (no line of spaces and tabs): then `last` is the
+    # last paragraph, as _PARAGRAPH_BREAK_RE's split would find it. (str.find, count and
+    # startswith parse their arguments slowly; partition, `in` and slices do not.)
+    head, blank, last = text.rpartition("\n\n")
+    if blank and head and not head[0].isspace():
+        # Every line a plain `Key: value` with no line break but \n (which splitlines() would
+        # also split at): no line is blank, so this is the last paragraph, read line by line.
+        pairs = _TRAILER_LINES_RE.findall(last)
+        n = len(pairs)
+        if n == 1 and "\n" not in last or n > 1 and n == last.count("\n") + 1:
+            return tuple([(key, value.strip()) for key, value in pairs])
+        # A first line that is prose (not blank, not folded, not git's -x line, no `Key:`)
+        # makes the paragraph body text, provided it is the last one.
+        if (
+            not last[0].isspace()
+            and last[0] != "("
+            and _TRAILER_KEY_RE.match(last) is None
+            and _PARAGRAPH_BREAK_RE.search(last) is None
+        ):
+            return ()
+    elif "\n" not in text:  # one line: a single paragraph, so no trailer block
         return ()
+    return _paragraph_trailers(text)
+
+
+def _paragraph_trailers(text: str) -> tuple[tuple[str, str], ...]:
+    """The trailers of the last paragraph of text (a message without its outer newlines)."""
     paragraphs = [p for p in _PARAGRAPH_BREAK_RE.split(text) if p.strip()]
     if len(paragraphs) < 2:
         return ()
@@ -107,22 +140,31 @@ ParsedFields = tuple[
 _BREAKING_KEYS = ("BREAKING CHANGE", "BREAKING-CHANGE")
 
 
-def parse_fields(message: str) -> ParsedFields:
-    """parse_message's fields as a plain tuple, followed by the subject line."""
+def parse_fields(message: str, all_trailers: bool = True) -> ParsedFields:
+    """parse_message's fields as a plain tuple, followed by the subject line.
+
+    With all_trailers false, the trailer block is read only when it may hold what the other
+    fields take from it (a co-author or a breaking change) and is () otherwise: the changelog
+    needs no other trailer, and most messages have neither.
+    """
     # A plain tuple: the changelog reads these fields straight into its entry, and building a
     # ParsedMessage per commit in between would cost about as much as parsing the header.
     if "\r" in message:
         message = message.replace("\r\n", "\n")  # messages written on Windows keep their CRs
-    end = message.find("\n")
-    subject = (message if end < 0 else message[:end]).strip()
-    trailers = _trailer_block(message) if end >= 0 else ()  # one line: no trailer block
+    first, _, rest = message.partition("\n")
+    subject = first.strip()
+    trailers: tuple[tuple[str, str], ...] = ()
+    # Without text after the first line there is one paragraph, so no trailer block. Trailer
+    # keys are ASCII, so lowercasing finds every spelling of the two that matter.
+    if rest and (all_trailers or _may_hold_trailers_that_count(rest.lower())):
+        trailers = _trailer_block(message)
     m = HEADER_RE.match(subject)
     ctype: str | None = None
     scope: str | None = None
     bang = False
     description = subject
     if m is not None:
-        raw_type, raw_scope, raw_bang, raw_desc = m.group("type", "scope", "bang", "desc")
+        raw_type, raw_scope, raw_bang, raw_desc = m.groups()  # type, scope, bang, desc
         ctype = raw_type.lower()
         if raw_scope is not None:
             scope = raw_scope.strip() or None
@@ -132,14 +174,20 @@ def parse_fields(message: str) -> ParsedFields:
     # has no newline), so a match ends the text and the text ends with ")"; its "(" is the
     # last one, and the `\s*` before it is whitespace that strip() drops anyway. It is also
     # the suffix the subject would match: the description is the subject's tail, and `(…#N)`
-    # holds no ": " so it cannot reach back over the header. One match serves both.
-    suffix = None
-    if description.endswith(")"):
-        paren = description.rfind("(")
-        if paren >= 0:
-            suffix = _PR_SUFFIX_FROM_PAREN_RE.match(description, paren)
-            if suffix is not None:
-                description = description[:paren].strip() or description
+    # holds no ": " so it cannot reach back over the header. One reading serves both, and it
+    # is plain string work: between that "(" and the final ")", an optional "pull request ",
+    # then "#" or "!" and digits (`\d` is str.isdecimal, Unicode's Nd).
+    suffix_pr: int | None = None
+    if description[-1:] == ")":
+        before, paren, inside = description.rpartition("(")
+        if paren:
+            inside = inside[:-1]
+            if inside[:13] == "pull request ":
+                inside = inside[13:]
+            digits = inside[1:]
+            if digits.isdecimal() and inside[0] in "#!":
+                suffix_pr = int(digits)
+                description = before.strip() or description
     breaking = bang
     co_authors: tuple[str, ...] = ()
     if trailers:
@@ -161,23 +209,32 @@ def parse_fields(message: str) -> ParsedFields:
         r = _REVERTS_RE.search(message)
         reverts = r["sha"].lower() if r else None
     # PR number, first source that has one: merge subject, subject suffix, GitLab trailer.
-    pr_match = _PR_MERGE_RE.match(subject) if subject.startswith(_PR_MERGE_TEXT) else None
-    if pr_match is None:
-        pr_match = suffix
-    if pr_match is None and _MR_SEE_TEXT in message:
-        pr_match = _MR_SEE_RE.search(message)
+    pr = suffix_pr
+    if subject[:20] == _PR_MERGE_TEXT:
+        merged = _PR_MERGE_RE.match(subject)
+        if merged is not None:
+            pr = int(merged["n"])
+    if pr is None and _MR_SEE_TEXT in message:
+        see = _MR_SEE_RE.search(message)
+        if see is not None:
+            pr = int(see["n"])
     return (
         ctype,
         scope,
         breaking,
         description,
         trailers,
-        int(pr_match["n"]) if pr_match is not None else None,
+        pr,
         co_authors,
         picked["sha"].lower() if picked else None,
         reverts,
         subject,
     )
+
+
+def _may_hold_trailers_that_count(lowered: str) -> bool:
+    """Whether lowercased message text may hold a co-author or breaking-change trailer."""
+    return "co-authored-by" in lowered or "breaking" in lowered
 
 
 def revert_target(message: str) -> str | None:

@@ -520,26 +520,28 @@ class Workspace:
         token = _secrets.token_hex(12)
         records = LogRecords(token, on_commit)
         merged = {**self._env}
-        # One git process, streamed: complete records are decoded while git is still walking.
-        run_streaming(
-            [
-                "log",
-                *LOG_OPTIONS,
-                *options,
-                f"--format={log_format(token)}",
-                "--end-of-options",
-                *revs,
-                "--",
-            ],
-            records.feed,
-            git_dir=self.git_dir,
-            work_tree=self.path,
-            env=merged or None,
-            timeout=self.timeout,
-            secrets=self._secrets,
-            what="reading commits",
-        )
-        return records.close()
+        # One git process, streamed: complete records are decoded while git is still walking
+        # (with the cycle collector held off: see LogRecords).
+        with records:
+            run_streaming(
+                [
+                    "log",
+                    *LOG_OPTIONS,
+                    *options,
+                    f"--format={log_format(token)}",
+                    "--end-of-options",
+                    *revs,
+                    "--",
+                ],
+                records.feed,
+                git_dir=self.git_dir,
+                work_tree=self.path,
+                env=merged or None,
+                timeout=self.timeout,
+                secrets=self._secrets,
+                what="reading commits",
+            )
+            return records.close()
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when ancestor is reachable from descendant (or equal to it)."""

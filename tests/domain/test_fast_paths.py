@@ -25,7 +25,12 @@ from relapp.domain.changelog import (
     Team,
     build_changelog,
 )
-from relapp.domain.commits import DEFAULT_ISSUE_PATTERN, effective_commits, parse_message
+from relapp.domain.commits import (
+    DEFAULT_ISSUE_PATTERN,
+    effective_commits,
+    parse_fields,
+    parse_message,
+)
 from relapp.domain.gitdata import RawCommit, TagRef, fast_frozen_init
 from relapp.domain.versioning import (
     TagRules,
@@ -287,6 +292,9 @@ _pieces = st.sampled_from(
         "BREAKING-CHANGE: z", "Signed-off-by: A", "  folded", "prose line", "word", "ü", "☃",
         "breaking-change: q", "Breaking Change: r", "CO-AUTHORED-BY: Cy <c@x>", "Co-authored-by:",
         "Co-authored-bz: D", "BREAKING-CHANGES: n", "AB-12", "-", "X1-", "ABC-", "ab-1", "ÄB-1",
+        # Line breaks that str.splitlines() knows and `\n`-lines do not, and PR suffix shapes.
+        "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028", "\n\t\n", "(pull request 8)", "(#\u0661)",
+        "(!", "(#", "\u0662)", "Key:  v  ",
     ]
 )  # fmt: skip
 messages = st.lists(_pieces | st.text(max_size=4), max_size=14).map("".join)
@@ -300,8 +308,17 @@ messages = st.lists(_pieces | st.text(max_size=4), max_size=14).map("".join)
 @example("Merge pull request #5 from org/x (#6)")
 @example("x\n\nRefs: ABC-1")
 @example("chore: (#1)\n\nSee merge request grp/proj!21\n")
+@example("fix: x\n\nRefs: A-1\n \nCo-authored-by: Bo <bo@x>")  # a blank line of spaces last
+@example("fix: x\n\nRefs: A-1\x1cCo-authored-by: Bo <bo@x>")  # one more line for splitlines
+@example("fix: x\n\nprose\n\t\nCo-authored-by: Bo <bo@x>")  # prose, then the real last one
+@example(" \n\nCo-authored-by: Bo <bo@x>")  # no visible subject: one paragraph
+@example("fix: y (#\u0661\u0662) (pull request 3)")  # Unicode digits; no # after the words
 def test_parse_message_matches_the_reference_parser(message: str) -> None:
     assert dataclasses.astuple(parse_message(message)) == _reference_parse(message)
+    # The changelog's reading skips trailers it does not need and differs in nothing else.
+    whole, lean = parse_fields(message), parse_fields(message, all_trailers=False)
+    assert lean[:4] + lean[5:] == whole[:4] + whole[5:]
+    assert lean[4] in ((), whole[4])
 
 
 @given(messages)

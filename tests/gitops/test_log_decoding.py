@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+
+import pytest
+
+from relapp.gitops import GitError
 
 from .conftest import BROKEN_UTF8_ROOT, clone_of, fast_import_commit
 
@@ -41,3 +46,29 @@ def test_broken_utf8_at_field_edges_is_replaced_within_each_field(tmp_path: Path
     assert merge.parents == (first.sha, side.sha)
     assert merge.files == ()  # merges carry no file list
     assert ws.show([side.sha, first.sha]) == [side, first]
+
+
+def test_reading_a_log_holds_off_the_cycle_collector_and_restores_it(tmp_path: Path) -> None:
+    """No cycle collection while records are read and handed on; back however the log ends."""
+    ws = clone_of(tmp_path, BROKEN_UTF8_ROOT)
+    head = ws.resolve("main")
+    seen: list[bool] = []
+    assert gc.isenabled()
+    ws.commits(head, on_commit=lambda c: seen.append(gc.isenabled()))
+    assert seen == [False] and gc.isenabled()
+
+    def fail(commit: object) -> None:
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        ws.commits(head, on_commit=fail)
+    assert gc.isenabled()
+    with pytest.raises(GitError):
+        ws.commits("0" * 40)  # git fails: the collector is back all the same
+    assert gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        ws.commits(head)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
