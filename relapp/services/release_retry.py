@@ -193,7 +193,7 @@ def _check_remote(project: Project, release: Release) -> None:
             ws.ensure()
             ws.fetch()
             remote = ws.remote_ref(f"refs/tags/{release.tag}")
-            inventory = vs.inventory(ws.tags(), rules(project))
+            inventory = vs.inventory_of(ws, rules(project))
     except gitops.GitError as exc:
         raise _git_error(exc) from None
     claims = [(release.tag, remote[1])] if remote else []
