@@ -442,12 +442,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen[Any], seconds: float, pause: float = 0.1) -> bool:
+    """Poll `url`/login until it answers 200; False if the process died or time ran out."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause)
+    return False
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`python -m relapp.run` (web + worker + embedded Redis + the demo, as `make run` starts
     it) with its own instance folder and port; yields its URL, stops it with SIGTERM after."""
-    import httpx
-
     instance = tmp_path_factory.mktemp("instance")
     port = free_port()
     env = {k: v for k, v in os.environ.items()
@@ -459,19 +472,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     proc = subprocess.Popen([sys.executable, "-m", "relapp.run"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    serving = wait_until_serving(url, proc, 120, pause=0.3)
     startup = time.monotonic() - started
     print(f"\nrelapp.run served its first page after {startup:.1f} s")
     try:
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (instance / "run.log").read_text()[-3000:]
+        assert serving, (instance / "run.log").read_text()[-3000:]
         yield {"url": url, "instance": instance, "proc": proc, "startup": startup}
     finally:
         if proc.poll() is None:

@@ -11,17 +11,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
 from relapp.embedded import url_for_folder
 from relapp.extensions import db
 from relapp.models import AuditEvent, Project
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_until_serving
 
 CONFIG = """
 [[projects]]
@@ -82,15 +80,7 @@ def test_production_start_syncs_the_file_once_not_once_per_worker(tmp_path, data
     config.write_text(CONFIG)
     proc, url, log = _gunicorn(tmp_path, database, embedded_redis_url, config)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        assert wait_until_serving(url, proc, 60), log.read_text()
         assert _rows(database, "SELECT key, name, pr_url_template FROM projects") == [
             ("shop", "Shop", "https://git.example.com/shop/pull/{pr}")]
     finally:
