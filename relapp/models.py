@@ -60,6 +60,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     slack_user_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of the session and remember cookies: rotating it (logout, a password change, "sign out
+    # everywhere") ends every session of this user at once.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
@@ -100,6 +103,8 @@ class Project(db.Model):  # type: ignore[name-defined]
     key: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     remote_url: Mapped[str] = mapped_column(String(1000))
+    # The name of the environment variable holding the remote's credentials, never their value.
+    remote_credentials_env: Mapped[str | None] = mapped_column(String(128), nullable=True)
     main_branch: Mapped[str] = mapped_column(String(200), default="main")
     tag_template: Mapped[str] = mapped_column(String(100), default="v{version}")
     release_branch_template: Mapped[str] = mapped_column(
@@ -156,6 +161,10 @@ class Environment(db.Model):  # type: ignore[name-defined]
     observed_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     observed_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # Set when a deploy here was abandoned (nobody knows what runs); cleared by a verification or
+    # a successful deploy.
+    unknown_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    unknown_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="environments")
 
@@ -271,6 +280,9 @@ class Deployment(db.Model):  # type: ignore[name-defined]
     # A cancel of a running deploy is a database flag its job polls: it works even when Redis
     # lost the worker's stop command, and the job stops its own process group before letting go.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The deploy command's process group and host, so the reaper can stop what it started.
+    process_group: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -314,6 +326,18 @@ class AuditEvent(db.Model):  # type: ignore[name-defined]
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # The hash chain (relapp.domain.auditchain): the previous event's hash and this one's.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Installation(db.Model):  # type: ignore[name-defined]
+    """One row: this installation's id (the prefix of its RQ job ids)."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
 
 
 class IdempotencyKey(db.Model):  # type: ignore[name-defined]
