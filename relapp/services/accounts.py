@@ -3,19 +3,28 @@ and the tokens a user makes and revokes."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ..domain.pipeline import Role
 from ..exceptions import NotFound, ServiceError
-from ..extensions import db, get_passwords
+from ..extensions import SQLITE_IMMEDIATE, db, get_passwords
 from ..models import ROLES, ApiToken, User, utcnow
 from ..security import new_token, token_hash
 from . import audit
 
+log = logging.getLogger(__name__)
+
 ROLE_RANK = {role.value: rank for rank, role in enumerate(Role)}  # Role lists the lowest first
+# A token's last use is recorded to this resolution: one write a minute per token at most.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+# How long that bookkeeping write waits for a lock before it is skipped (ms).
+TOKEN_USE_LOCK_WAIT_MS = 2000
 
 
 def has_role(user: Any, minimum: str) -> bool:
@@ -66,9 +75,51 @@ def token_user(token: str) -> User | None:
         return None
     if not may_sign_in(row.user):
         return None
-    row.last_used_at = utcnow()
+    user = row.user
+    _note_token_use(row.id, row.last_used_at)
+    return user
+
+
+def _note_token_use(token_id: int, last_used: Any) -> None:
+    """Record a token's use, at most once a minute, in a short write transaction of its own.
+
+    The request's transaction only read (the token); it is ended first, so it never turns into
+    a write (on SQLite a read that upgrades fails at once under another writer's lock). The
+    write itself takes the lock up front (BEGIN IMMEDIATE) on a connection of its own, waits a
+    short while for it, and is skipped when it cannot have it: bookkeeping never fails a request.
+    """
+    now = utcnow()
+    if last_used is not None and now - last_used < TOKEN_USE_RESOLUTION:
+        return
+    if db.session.new or db.session.dirty or db.session.deleted:
+        return  # the request already changed something: recorded on a later use
     db.session.commit()
-    return row.user
+    # Guarded in SQL as well: of two concurrent first uses in a minute, one writes.
+    stmt = (update(ApiToken).where(ApiToken.id == token_id)
+            .where(or_(ApiToken.last_used_at.is_(None),
+                       ApiToken.last_used_at <= now - TOKEN_USE_RESOLUTION))
+            .values(last_used_at=now))
+    try:
+        with db.engine.connect() as conn:
+            # SQLite: wait a short while for the write lock, not the app's long busy timeout
+            # (set on the driver's connection, which begins no transaction; put back after).
+            raw = conn.connection.dbapi_connection if db.engine.dialect.name == "sqlite" else None
+            waited = raw.execute("PRAGMA busy_timeout").fetchone()[0] if raw is not None else 0
+            if raw is not None:
+                raw.execute(f"PRAGMA busy_timeout={TOKEN_USE_LOCK_WAIT_MS}")
+            immediate = SQLITE_IMMEDIATE.set(True)
+            try:
+                with conn.begin():
+                    if raw is None:  # PostgreSQL: as short a wait for the token's row lock
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {TOKEN_USE_LOCK_WAIT_MS}")
+                    conn.execute(stmt)
+            finally:
+                SQLITE_IMMEDIATE.reset(immediate)
+                if raw is not None:
+                    raw.execute(f"PRAGMA busy_timeout={int(waited)}")
+    except DBAPIError as exc:
+        log.info("API token %s: its last use was not recorded this time (%s)", token_id,
+                 type(exc.orig).__name__)
 
 
 def tokens_of(user: User) -> list[ApiToken]:
