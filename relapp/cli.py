@@ -19,6 +19,7 @@ from .settings import SettingsError
 config_group = AppGroup("config", help="Configuration as code.")
 users_group = AppGroup("users", help="Manage users.")
 token_group = AppGroup("token", help="Manage API tokens.")
+audit_group = AppGroup("audit", help="The audit log's hash chain.")
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -202,10 +203,29 @@ def demo_command() -> None:
     click.echo("Demo users (password 'demo'): admin, release, engineer, qa, viewer.")
 
 
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Walk the audit events in id order and report the first broken link of their hash chain;
+    exit status 1 when there is one."""
+    from .services import audit
+
+    try:
+        report = audit.verify()
+    except (OperationalError, ProgrammingError) as exc:
+        raise _fail(exc) from None
+    click.echo(report.sentence())
+    if not report.intact:
+        raise SystemExit(1)
+    if report.last_id is not None:
+        click.echo(f"Last event {report.last_id}, hash {report.last_hash} (keep it elsewhere to "
+                   "prove later that no event was removed from the end).")
+
+
 def init_app(app: Flask) -> None:
     """Attach the command groups to `flask`."""
     app.cli.add_command(config_group)
     app.cli.add_command(users_group)
     app.cli.add_command(token_group)
+    app.cli.add_command(audit_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(adopt_command)

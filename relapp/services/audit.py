@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, or_, select, text
+from sqlalchemy.orm import Session
 
+from ..domain.auditchain import FIELDS, GENESIS, ChainReport, event_hash, verify_chain
 from ..exceptions import ServiceError
 from ..extensions import db
-from ..models import AuditEvent, Project, User
+from ..models import AuditEvent, Project, User, utcnow
 
 
 def record(actor: User | str | None, action: str, *, project_id: int | None = None,
@@ -25,6 +30,76 @@ def record(actor: User | str | None, action: str, *, project_id: int | None = No
                        target=target, before=before, after=after, detail=detail)
     db.session.add(event)
     return event
+
+
+# -- the hash chain ------------------------------------------------------------------------------
+
+# One chain per installation, extended by one transaction at a time. On PostgreSQL a transaction
+# takes this advisory lock ("relaudit") before it reads the last hash and holds it until it ends;
+# on SQLite it holds the database's write lock, which no other writer can share.
+CHAIN_LOCK_KEY = int.from_bytes(b"relaudit", "big")
+
+
+def _lock_chain(connection: Any) -> None:
+    """Make this transaction the chain's only writer until it ends.
+
+    SQLite: a state-changing request or `write_transaction()` already began IMMEDIATE; anything
+    else (a DEFERRED transaction) takes the write lock here with a write that changes nothing,
+    so the last hash read next is the newest one (SQLite refuses the lock to a transaction whose
+    snapshot is stale, rather than letting it fork the chain)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    else:
+        connection.execute(text("UPDATE audit_events SET id = id WHERE 0"))
+
+
+def _as_stored(value: Any) -> Any:
+    """A JSON value as the database gives it back (tuples as lists, keys as strings), so the
+    hash taken now is the one `audit verify` recomputes from the row."""
+    return None if value is None else json.loads(json.dumps(value))
+
+
+def _chain_new_events(session: Session, _flush_context: Any, _instances: Any) -> None:
+    """Before a flush that inserts audit events: take the chain's lock, read the last hash and
+    link the new events to it and to each other, in the order they were added."""
+    new = [obj for obj in session.new if isinstance(obj, AuditEvent)]
+    if not new:
+        return
+    new.sort(key=lambda obj: inspect(obj).insert_order)
+    connection = session.connection()
+    _lock_chain(connection)
+    previous = connection.execute(
+        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    if previous is None:
+        previous = GENESIS
+    for obj in new:
+        # Every hashed field is set here as it will be stored (column defaults apply only at
+        # insert, after the hash).
+        obj.at = obj.at or utcnow()
+        obj.target = obj.target or ""
+        obj.detail = obj.detail or ""
+        obj.before = _as_stored(obj.before)
+        obj.after = _as_stored(obj.after)
+        obj.prev_hash = previous
+        obj.hash = event_hash(previous, {name: getattr(obj, name) for name in FIELDS})
+        previous = obj.hash
+
+
+# On the app's session class: every flush of every request, job and command passes through it.
+sa_event.listen(db.session, "before_flush", _chain_new_events)
+
+
+def verify() -> ChainReport:
+    """Walk the whole chain in id order, streamed, and report the first broken link."""
+    columns = [AuditEvent.id, AuditEvent.prev_hash, AuditEvent.hash,
+               *(getattr(AuditEvent, name) for name in FIELDS)]
+    rows = db.session.execute(select(*columns).order_by(AuditEvent.id)
+                              .execution_options(yield_per=2000)).mappings()
+    try:
+        return verify_chain(cast("Iterable[Mapping[str, Any]]", rows))
+    finally:
+        rows.close()
+        db.session.rollback()
 
 
 # -- reading it --------------------------------------------------------------------------------
