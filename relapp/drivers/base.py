@@ -3,9 +3,10 @@ every driver shares (templates, masking, settings checks). The factory is in `re
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -30,6 +31,9 @@ class DeployContext:
     sha: str
     # Where a CD system reports back; the webhook driver puts it in its payload.
     callback_url: str | None = None
+    # Told the process group of a command as soon as it starts (the deploy job records it, so
+    # the reaper can stop what the command started if the worker dies). Not a template field.
+    on_process: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
 
     def fields(self) -> dict[str, str]:
         """Return the template fields of this deploy as strings."""
@@ -70,7 +74,18 @@ class Driver(Protocol):
 
 
 class DriverConfigError(ValueError):
-    """A driver's settings are invalid; the message is a sentence naming the bad key."""
+    """A driver's settings are invalid; the message is a sentence naming the bad key.
+
+    `key` is that setting ("argv", "env.NAME"), so config sync can name its TOML path and line;
+    when not given it is read from the sentence's "Setting 'key'" (as every driver words it).
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        if key is None:
+            named = re.match(r"(?:Unknown )?[Ss]etting '([\w.-]+)'", message)
+            key = named.group(1) if named else None
+        self.key = key
 
 
 def placeholders(template: str) -> list[str]:
@@ -111,8 +126,12 @@ def mask_cut_tail(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def secrets_of(settings: Mapping[str, Any]) -> list[str]:
-    """Return the secret values configured for a driver, for masking logs."""
+def secrets_of(
+    settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Return the secret values configured for a driver, for masking logs: literal ones and the
+    value of every `*_env` setting (a secret named by environment variable, read now from
+    environ, default os.environ)."""
     found: list[str] = []
     kind = settings.get("kind")
     if kind == "command":
@@ -123,6 +142,12 @@ def secrets_of(settings: Mapping[str, Any]) -> list[str]:
         secret = settings.get("secret")
         if isinstance(secret, str) and secret:
             found = [secret]
+    env = os.environ if environ is None else environ
+    for key, name in settings.items():
+        if isinstance(key, str) and key.endswith("_env") and isinstance(name, str):
+            value = env.get(name)
+            if value and value not in found:
+                found.append(value)
     return found
 
 
@@ -133,7 +158,8 @@ def check_keys(settings: Mapping[str, Any], kind: str, allowed: Iterable[str]) -
         if key not in known:
             raise DriverConfigError(
                 f"Unknown setting {key!r} for the {kind} driver; "
-                f"expected one of: {', '.join(sorted(known))}."
+                f"expected one of: {', '.join(sorted(known))}.",
+                key=str(key),
             )
 
 
