@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import current_app
 from flask_limiter import Limiter
@@ -16,12 +20,16 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from redis import Redis
     from rq import Queue
 
     from .security import Passwords
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Named constraints so Alembic migrations are stable on SQLite and PostgreSQL.
 NAMING = {
@@ -42,19 +50,104 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # On SQLite, transactions begin DEFERRED (readers never block anyone) unless this is set: then
 # they begin IMMEDIATE, taking the write lock up front, so a read-then-write transaction can
 # never fail halfway with "database is locked" when another writer committed in between.
-# State-changing requests set it for their whole duration; jobs use `write_transaction()`.
+# State-changing requests set it for their whole duration; jobs and services write through
+# `in_write_transaction()` (or `write_transaction()`).
+#
+# The rule: on SQLite, nothing writes inside a DEFERRED transaction that has already read. SQLite
+# refuses such an upgrade at once (SQLITE_BUSY, the busy timeout does not apply) whenever another
+# writer committed since the read began. relapp.create_app logs a warning naming the statement
+# when it happens, and retries a GET whose read was refused an upgrade.
 SQLITE_IMMEDIATE: ContextVar[bool] = ContextVar("relapp_sqlite_immediate", default=False)
+# Set inside in_write_transaction() / write_transaction(): an inner one joins the outer one (the
+# outer commits, and retries the whole), instead of committing half of the outer's work.
+_IN_WRITE: ContextVar[bool] = ContextVar("relapp_in_write_transaction", default=False)
+
+WRITE_ATTEMPTS = 5
+# SQLite result codes (the low byte of an extended code) that mean "another connection holds
+# the lock": SQLITE_BUSY (5) and SQLITE_LOCKED (6).
+_SQLITE_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# PostgreSQL: serialization_failure, deadlock_detected.
+_PG_RETRY_STATES = ("40001", "40P01")
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for a database error that trying the same transaction again may cure: SQLite's
+    "database is locked" (busy), PostgreSQL's serialization failure or deadlock, and a
+    connection that dropped (SQLAlchemy invalidated it; the next try takes a fresh one)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_BUSY_CODES
+        message = str(orig).lower()
+        return "locked" in message or "busy" in message
+    return getattr(orig, "sqlstate", None) in _PG_RETRY_STATES
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before try `attempt + 1` (attempt counts from 1): short, growing, jittered
+    so that two processes that collided do not collide again in step."""
+    return float(min(1.0, 0.025 * 2 ** attempt) * (0.5 + random.random()))
+
+
+def in_write_transaction(fn: Callable[..., T], *args: Any, attempts: int = WRITE_ATTEMPTS,
+                         **kwargs: Any) -> T:
+    """Run `fn(*args, **kwargs)` in a write transaction of its own, commit, return its result.
+
+    The current transaction is committed first (it should only have read). On SQLite the new one
+    begins IMMEDIATE: it waits its turn for the write lock (busy timeout) and can never be
+    refused an upgrade halfway. When the database answers busy/locked (SQLite), a serialization
+    failure or deadlock (PostgreSQL) or a dropped connection, the transaction is rolled back and
+    the whole function runs again after a short backoff, at most `attempts` times; then the
+    error is raised. So `fn` must do all its reads and writes through the session inside, and
+    leave side effects outside the database (Redis, log lines, files) to its caller.
+
+    Called inside another one, it joins it: the outer one commits and retries the whole.
+    Never write a job log line inside it: the log has its own connection and would wait for
+    this transaction's lock.
+    """
+    if _IN_WRITE.get():
+        return fn(*args, **kwargs)
+    db.session.commit()
+    for attempt in range(1, attempts + 1):
+        immediate, inside = SQLITE_IMMEDIATE.set(True), _IN_WRITE.set(True)
+        try:
+            result = fn(*args, **kwargs)
+            db.session.commit()
+            return result
+        except DBAPIError as exc:
+            db.session.rollback()
+            if attempt >= attempts or not retryable(exc):
+                raise
+            log.info("write transaction %s: %s, try %d of %d", getattr(fn, "__qualname__", fn),
+                     exc.orig.__class__.__name__, attempt + 1, attempts)
+        except BaseException:
+            db.session.rollback()
+            raise
+        finally:
+            _IN_WRITE.reset(inside)
+            SQLITE_IMMEDIATE.reset(immediate)
+        time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # the last attempt returned or raised
 
 
 @contextmanager
 def write_transaction() -> Iterator[None]:
     """A read-then-write transaction: ends the current one, begins IMMEDIATE on SQLite, commits.
 
-    Never write a job log line inside it: the log has its own connection and would wait for
-    this transaction's lock.
+    It runs its block once: prefer `in_write_transaction()`, which retries a transaction the
+    database refused. Inside an `in_write_transaction()` it joins that one. Never write a job log
+    line inside it: the log has its own connection and would wait for this transaction's lock.
     """
+    if _IN_WRITE.get():
+        yield
+        return
     db.session.commit()
-    token = SQLITE_IMMEDIATE.set(True)
+    immediate, inside = SQLITE_IMMEDIATE.set(True), _IN_WRITE.set(True)
     try:
         yield
         db.session.commit()
@@ -62,7 +155,8 @@ def write_transaction() -> Iterator[None]:
         db.session.rollback()
         raise
     finally:
-        SQLITE_IMMEDIATE.reset(token)
+        _IN_WRITE.reset(inside)
+        SQLITE_IMMEDIATE.reset(immediate)
 
 
 def ensure_embedded_redis() -> None:
