@@ -1,4 +1,10 @@
-"""Who is asking: session users for pages, bearer tokens for the API, and role checks."""
+"""Who is asking: session users for pages, bearer tokens for the API, and role checks.
+
+A session (and a remember cookie) carries `accounts.session_id(user)`: the user's id, their
+session version and a random part. Rotating the version (`accounts.end_sessions`: on sign-out,
+on a password change, on "sign out everywhere") ends every session of the user on the server
+side, whatever cookies a browser kept.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, abort, request
-from flask_login import current_user
+from flask import Flask, abort, request, session
+from flask_login import current_user, login_user
 
 from .extensions import login_manager
 from .services import accounts
@@ -24,6 +30,14 @@ def user_from_token(header: str | None) -> User | None:
     if not header or not header.startswith("Bearer "):
         return None
     return accounts.token_user(header[len("Bearer "):].strip())
+
+
+def sign_in(user: User, *, remember: bool = False) -> None:
+    """Sign this browser in as `user` with a session id of its own (see the module docstring)."""
+    login_user(user, remember=remember)
+    # Flask-Login keeps get_id() under "_user_id" and signs the remember cookie with it at the
+    # end of the request: put the versioned id there (User.get_id stays the plain row id).
+    session["_user_id"] = accounts.session_id(user)
 
 
 def role_required(minimum: str) -> Callable[[F], F]:
@@ -47,12 +61,12 @@ def init_app(app: Flask) -> None:
     """Register the Flask-Login loaders."""
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
+    def load_user(sid: str) -> User | None:
         # The API is authenticated by bearer tokens only (it is CSRF-exempt): a session cookie
         # is never an API credential.
         if request.path.startswith("/api/"):
             return None
-        return accounts.session_user(user_id)
+        return accounts.session_user(sid)
 
     @login_manager.request_loader
     def load_from_request(req: Any) -> User | None:

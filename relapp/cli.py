@@ -105,6 +105,36 @@ def users_create(username: str, role: str, password: str) -> None:
     click.echo(f"Created {username} ({role}).")
 
 
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def users_set_password(username: str, password: str) -> None:
+    """Set USERNAME's password; every session of theirs ends (remember cookies included)."""
+    from .services.accounts import set_password
+
+    try:
+        set_password(username, password)
+    except (ServiceError, OperationalError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"Password of {username} set; their sessions are signed out.")
+
+
+@users_group.command("sign-out")
+@click.argument("username")
+def users_sign_out(username: str) -> None:
+    """End every session of USERNAME at once, in every browser (e.g. a lost laptop)."""
+    from .services.accounts import end_sessions
+
+    try:
+        user = db.session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise click.ClickException(f"There is no user named '{username}'.")
+        end_sessions(user, actor="cli", reason="signed out by an admin")
+    except OperationalError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Every session of {username} is signed out.")
+
+
 @token_group.command("create")
 @click.argument("username")
 @click.option("--name", default="cli", show_default=True)

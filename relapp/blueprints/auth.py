@@ -6,10 +6,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
+from ..auth import sign_in
 from ..extensions import limiter
-from ..services.accounts import authenticate
+from ..services.accounts import authenticate, end_sessions
 
 bp = Blueprint("auth", __name__)
 
@@ -41,7 +42,7 @@ def login() -> Any:
         password = request.form.get("password") or ""
         user = authenticate(username, password)
         if user is not None:
-            login_user(user, remember=bool(request.form.get("remember")))
+            sign_in(user, remember=bool(request.form.get("remember")))
             return redirect(_safe_next(request.args.get("next")))
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html", username=username), 401
@@ -53,7 +54,10 @@ def login() -> Any:
 @bp.post("/logout")
 @login_required
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: the session ends on the server, so no copy of this browser's cookies (nor any
+    other browser's session of this user) signs in again."""
+    end_sessions(current_user._get_current_object(), actor=current_user._get_current_object(),
+                 reason="signed out")
     logout_user()
     flash("Signed out.", "info")
     return redirect(url_for("auth.login"))

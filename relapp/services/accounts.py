@@ -4,6 +4,7 @@ and the tokens a user makes and revokes."""
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -54,13 +55,66 @@ def authenticate(username: str, password: str) -> User | None:
     return user
 
 
-def session_user(user_id: str) -> User | None:
-    """The user a session names, while they may still sign in."""
-    try:
-        user = db.session.get(User, int(user_id))
-    except ValueError:
+def session_id(user: User) -> str:
+    """What a session and a remember cookie carry for this sign-in (Flask-Login's alternative
+    id): the user's id, their session version, and a random part so every sign-in's remember
+    cookie differs. Rotating the version (end_sessions) makes every earlier one worthless."""
+    return f"{user.id}:{user.session_version or 0}:{secrets.token_urlsafe(6)}"
+
+
+def session_user(sid: str) -> User | None:
+    """The user a session or remember cookie names, while its session version is current and
+    they may still sign in; None for anything else (an ended session, an old-style id)."""
+    parts = str(sid).split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 18:
+        return None
+    user = db.session.get(User, int(parts[0]))
+    if user is None or (user.session_version or 0) != int(parts[1]):
         return None
     return user if may_sign_in(user) else None
+
+
+def end_sessions(user: User, *, actor: User | str | None, reason: str) -> None:
+    """End every session of `user` at once, in every browser, remember cookies included (their
+    session version rotates); audited. The caller signs the current browser in anew if needed."""
+    before = user.session_version or 0
+    user.session_version = before + 1
+    audit.record(actor, "user.sessions.end", target=f"user:{user.username}",
+                 before={"session_version": before}, after={"session_version": before + 1},
+                 detail=reason)
+    db.session.commit()
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 4:
+        raise ServiceError("A password needs at least 4 characters.")
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """A user changes their own password (the current one is checked); every other session of
+    theirs ends."""
+    if not get_passwords().verify(user.password_hash, current):
+        raise ServiceError("The current password is wrong; nothing was changed.", code="wrong_password")
+    _check_password(new)
+    _set_password(user, new, actor=user)
+
+
+def set_password(username: str, new: str, *, actor: User | str | None = "cli") -> User:
+    """An admin sets a user's password (`flask --app relapp users set-password`); every session
+    of theirs ends."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"There is no user named '{username}'.")
+    _check_password(new)
+    _set_password(user, new, actor=actor)
+    return user
+
+
+def _set_password(user: User, new: str, *, actor: User | str | None) -> None:
+    user.password_hash = get_passwords().hash(new)
+    # Never the hash, nor the password, in the audit: only that it changed.
+    audit.record(actor, "user.password.change", target=f"user:{user.username}")
+    end_sessions(user, actor=actor, reason="password changed")
 
 
 def token_user(token: str) -> User | None:
@@ -141,8 +195,7 @@ def create_user(username: str, password: str, role: str, *, display_name: str = 
         raise ServiceError("A username is 1-64 letters, digits, '.', '-' or '_'.")
     if role not in ROLES:
         raise ServiceError(f"Unknown role '{role}'; roles are {', '.join(ROLES)}.")
-    if len(password) < 4:
-        raise ServiceError("A password needs at least 4 characters.")
+    _check_password(password)
     if db.session.scalar(select(User).where(User.username == username)):
         raise ServiceError(f"A user named '{username}' already exists.", status=409)
     user = User(username=username, password_hash=get_passwords().hash(password), role=role,
