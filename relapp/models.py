@@ -235,7 +235,31 @@ class Job(db.Model):  # type: ignore[name-defined]
 
     @property
     def rq_id(self) -> str:
-        return f"{self.kind}-{self.id}"
+        """The RQ job id: `relapp-<installation uid>-<kind>-<id>`, so two installations sharing
+        one Redis never take each other's ids. The uid is read once per app (its own connection,
+        outside the caller's transaction) and kept in app.extensions. The migration makes the row;
+        a database that lost it (emptied by hand, restored in part) gets a new one, once."""
+        import secrets
+
+        from flask import current_app
+        from sqlalchemy.exc import IntegrityError
+
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        uid = app.extensions.get("relapp.installation_uid")
+        query = db.select(Installation.uid).order_by(Installation.id).limit(1)
+        if uid is None:
+            with db.engine.connect() as conn:
+                uid = conn.scalar(query)
+            if not uid:
+                try:
+                    with db.engine.begin() as conn:
+                        conn.execute(db.insert(Installation).values(id=1, uid=secrets.token_hex(4)))
+                except IntegrityError:
+                    pass  # another process made it first: use theirs
+                with db.engine.connect() as conn:
+                    uid = conn.scalar(query)
+            app.extensions["relapp.installation_uid"] = uid
+        return f"relapp-{uid}-{self.kind}-{self.id}"
 
 
 class JobLogLine(db.Model):  # type: ignore[name-defined]

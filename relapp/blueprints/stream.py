@@ -4,6 +4,12 @@ the Redis stream (or database polling when Redis is away), status events, and a 
 Streams are finite: they end with `done` when the job ends, or after RELAPP_SSE_MAX_SECONDS
 (the browser then reconnects with Last-Event-ID and misses nothing). Event ids are the log
 lines' sequence numbers, so a resume replays exactly the lines after the last one seen.
+
+A deploy job follows its deployment: a webhook or manual deploy's job ends at the hand-off
+(`status` succeeded) while the deployment waits for the CD system's report or a person; the
+stream stays open, sends a `deployment` event on each change, carries the lines the report,
+the mark-done or the reaper append, and ends with `done` only when the deployment has ended,
+with the deployment's status (`job_status` says how the job itself ended).
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ from ..errors import problem
 from ..exceptions import ServiceError
 from ..extensions import get_redis, login_manager
 from ..joblog import sse, stream_key
-from ..services.jobs_read import ensure_job, job_status, log_after
+from ..services.jobs_read import ensure_job, log_after
+from ..services.queue import StreamState, stream_state
 
 bp = Blueprint("stream", __name__)
 
-FINISHED = ("succeeded", "failed", "cancelled")
 RETRY_MS = 2000
 BLOCK_MS = 1000
 KEEPALIVE = 15.0  # seconds of silence before a comment line keeps proxies from closing
@@ -44,12 +50,25 @@ def _line_event(seq: int, at: str, line: str) -> str:
     return sse("line", {"seq": seq, "at": at, "line": line}, seq)
 
 
+def _deployment_event(state: StreamState) -> str:
+    return sse("deployment", {"deployment": state.deployment_id, "status": state.deployment_status,
+                              "message": state.deployment_message})
+
+
+def _done_event(state: StreamState, seq: int) -> str:
+    status, error = state.outcome
+    data: dict[str, Any] = {"status": status, "error": error, "last": seq}
+    if state.deployment_id is not None:
+        data.update(deployment=state.deployment_id, job_status=state.status)
+    return sse("done", data, seq)
+
+
 def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
-    """The event stream of one job, starting after log line `after`."""
+    """The event stream of one job (and of the deployment it runs), starting after line `after`."""
     deadline = time.monotonic() + max_seconds
-    status, error = job_status(job_id)
+    state = stream_state(job_id)
     yield f"retry: {RETRY_MS}\n\n"
-    yield sse("ping", {"job": job_id, "status": status})
+    yield sse("ping", {"job": job_id, "status": state.status})
 
     # Note the stream's end before reading the database: a line stored after the replay is
     # then certainly after this point in Redis, and duplicates are dropped by sequence number.
@@ -67,12 +86,14 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
     for row in log_after(job_id, seq):
         seq = row.seq
         yield _line_event(row.seq, row.at.isoformat(), row.line)
-    status, error = job_status(job_id)
-    yield sse("status", {"status": status, "error": error})
-    last_status = status
+    state = stream_state(job_id)
+    yield sse("status", {"status": state.status, "error": state.error})
+    if state.deployment_id is not None:
+        yield _deployment_event(state)
+    last = state
     quiet_since = time.monotonic()
 
-    while status not in FINISHED and time.monotonic() < deadline:
+    while not state.ended and time.monotonic() < deadline:
         sent = False
         if redis is not None:
             try:
@@ -103,23 +124,27 @@ def events(job_id: int, after: int, *, max_seconds: float) -> Iterator[str]:
                 sent = True
         # The database is the record: the status always comes from it, so a status event lost
         # with Redis (or published by a process that could not reach it) still ends the stream.
-        status, error = job_status(job_id)
-        if status != last_status:
-            yield sse("status", {"status": status, "error": error})
-            last_status = status
+        state = stream_state(job_id)
+        if state.status != last.status:
+            yield sse("status", {"status": state.status, "error": state.error})
             sent = True
+        if (state.deployment_status, state.deployment_message) != (last.deployment_status,
+                                                                    last.deployment_message):
+            yield _deployment_event(state)
+            sent = True
+        last = state
         if sent:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= KEEPALIVE:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
 
-    if status in FINISHED:
+    if state.ended:
         # Lines written just before the end may not have come through Redis yet.
         for row in log_after(job_id, seq):
             seq = row.seq
             yield _line_event(row.seq, row.at.isoformat(), row.line)
-        yield sse("done", {"status": status, "error": error, "last": seq}, seq)
+        yield _done_event(state, seq)
 
 
 def _stream(job_id: int) -> Response:
