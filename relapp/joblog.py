@@ -13,6 +13,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from .domain.secretmask import MIN_SECRET, SecretMasker, redact_urls
+from .embedded import EmbeddedRedisError
 from .extensions import db, get_redis
 from .models import Job, JobLogLine, utcnow
 
@@ -35,18 +37,32 @@ class LogLine:
 
 
 class JobLog:
-    """Appends lines of one job; each line is committed at once so a crash loses nothing written."""
+    """Appends lines of one job; each line is committed at once so a crash loses nothing written.
+
+    Every line is masked before it is stored or published: URL credentials, and the secrets
+    given (with what a script may print of them: runs of 8+ characters of a long secret, its
+    base64 forms; see `relapp.domain.secretmask`). The masker is built once, when the secrets
+    are set.
+    """
 
     def __init__(self, job_id: int, secrets: Iterable[str] = ()) -> None:
         self.job_id = job_id
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
+        self.secrets = list(secrets)
         last = db.session.scalar(select(func.max(JobLogLine.seq)).where(JobLogLine.job_id == job_id))
         self.seq = last or 0
 
+    @property
+    def secrets(self) -> list[str]:
+        """The secrets this log masks; setting them builds the masker once."""
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, values: Iterable[str]) -> None:
+        self._secrets = [s for s in values if isinstance(s, str) and len(s) >= MIN_SECRET]
+        self._masker = SecretMasker(self._secrets)
+
     def mask(self, line: str) -> str:
-        for secret in self.secrets:
-            line = line.replace(secret, "****")
-        return line
+        return redact_urls(self._masker(line))
 
     def __call__(self, line: str) -> None:
         self.write(line)
@@ -84,7 +100,7 @@ def publish(job_id: int, event: dict[str, object]) -> None:
         key = stream_key(job_id)
         redis.xadd(key, {"data": json.dumps(event)}, maxlen=MAX_LINES_PER_JOB + 100, approximate=True)
         redis.expire(key, STREAM_TTL)
-    except RedisError as exc:
+    except (RedisError, OSError, EmbeddedRedisError) as exc:
         log.warning("job %s: live log unavailable (%s); the line is kept in the database", job_id, exc.__class__.__name__)
 
 
