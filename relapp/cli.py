@@ -45,15 +45,18 @@ def config_sync(file: Path) -> None:
 def sync_file(file: Path) -> list[str]:
     """Load FILE into the database, report each change and (re)schedule release trains; a bad
     file or an unreachable database raises ClickException with one sentence, changing nothing."""
-    from .services.projects import sync_settings
-    from .settings import load
+    from .services.projects import load_settings, settings_warnings, sync_settings
 
     try:
-        changes = sync_settings(load(file))
+        projects = load_settings(file)
+        changes = sync_settings(projects)
     except (SettingsError, ServiceError, OperationalError, ProgrammingError) as exc:
         raise _fail(exc) from None
     for line in changes:
         click.echo(line)
+    # A secret's variable may be set only where the worker runs: said, not refused.
+    for warning in settings_warnings(projects):
+        click.echo(f"Warning: {file}: {warning}", err=True)
     click.echo(f"{len(changes)} change(s)." if changes else "Up to date: nothing changed.")
     _schedule_trains()
     return changes

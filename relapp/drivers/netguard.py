@@ -1,4 +1,8 @@
-"""SSRF guard: refuse outbound HTTP targets that resolve to internal addresses."""
+"""SSRF guard: refuse outbound HTTP targets that resolve to internal addresses.
+
+An `allow_hosts` entry (a driver's, or RELAPP_ALLOW_HOSTS) opens its host to private, loopback and
+other internal addresses, never to cloud metadata or link-local ones: those hand out the
+machine's credentials, and no deploy target or version URL lives there."""
 
 from __future__ import annotations
 
@@ -22,7 +26,14 @@ Resolver = Callable[[str, int], list[str]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task credentials
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud (classic)
+    ipaddress.ip_address("168.63.129.16"),  # Azure wire server (a public-looking address)
+}
 
 
 class BlockedTarget(ValueError):
@@ -60,15 +71,37 @@ def getaddrinfo_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _embedded(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and reaches (mapped, 6to4, Teredo, NAT64), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and address.teredo is not None:
+        embedded = address.teredo[1]
+    if embedded is None and address in _NAT64:
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return embedded
+
+
+def never_allowed_reason(address: IPAddress) -> str | None:
+    """Why no allow_hosts entry opens an address (a short phrase), or None: cloud metadata
+    services and link-local addresses, also when carried inside an IPv6 address."""
+    embedded = _embedded(address)
+    if embedded is not None:
+        inner = never_allowed_reason(embedded)
+        return None if inner is None else f"{inner} (embedded in {address})"
+    if address in _METADATA:
+        return "a cloud metadata address"
+    if address.is_link_local:
+        return "link-local"
+    return None
+
+
 def blocked_reason(address: IPAddress) -> str | None:
     """Return why an address is internal (a short phrase), or None if it is public."""
     if isinstance(address, ipaddress.IPv6Address):
         # Addresses that carry an IPv4 address reach that address; judge the embedded one.
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo is not None:
-            embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        embedded = _embedded(address)
         if embedded is not None:
             inner = blocked_reason(embedded)
             return None if inner is None else f"{inner} (embedded in {address})"
@@ -161,13 +194,19 @@ def resolve_target(
         except ValueError as exc:
             raise BlockedTarget(f"The host {host!r} resolved to {text!r}, not an address.") from exc
         reason = blocked_reason(address)
+        never = never_allowed_reason(address)
+        what = (
+            f"The address {host}"
+            if is_ip_literal(host)
+            else f"The host {host!r} resolves to {address}, which"
+        )
+        if never is not None:
+            # Even an allow-listed host: metadata and link-local answers are never contacted.
+            raise BlockedTarget(
+                f"{what} is {never}; relapp never contacts such an address, whatever allow_hosts says."
+            )
         # Any internal answer blocks the host: a mixed answer is how rebinding attacks start.
         if reason is not None and not allowed:
-            what = (
-                f"The address {host}"
-                if is_ip_literal(host)
-                else f"The host {host!r} resolves to {address}, which"
-            )
             raise BlockedTarget(
                 f"{what} is {reason}; add {host!r} to allow_hosts "
                 "if this internal target is intended."

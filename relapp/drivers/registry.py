@@ -30,5 +30,26 @@ def build_driver(settings: Mapping[str, Any]) -> Driver:
             f"Setting 'kind' must be one of 'command', 'webhook' or 'manual', not {kind!r}."
         )
     # Checked here, once for every kind: a typo must not silently drop a setting.
+    _refuse_other_kinds_settings(settings, kind)
     check_keys(settings, kind, driver_class.SETTINGS)
     return driver_class.from_settings(settings)
+
+
+def _refuse_other_kinds_settings(settings: Mapping[str, Any], kind: str) -> None:
+    """A setting of another kind (allow_hosts on a command driver) gets a sentence of its own:
+    it is not a typo but a setting that would do nothing here."""
+    own = {"kind", *KINDS[kind].SETTINGS}
+    for key in settings:
+        owners = [other for other, cls in KINDS.items() if other != kind and key in cls.SETTINGS]
+        if key in own or not owners:
+            continue
+        hint = (
+            "; an internal version_url is allowed through RELAPP_ALLOW_HOSTS instead"
+            if key == "allow_hosts"
+            else ""
+        )
+        raise DriverConfigError(
+            f"Setting {key!r} belongs to the {' and '.join(owners)} driver, not the {kind} "
+            f"driver, whose settings are: {', '.join(sorted(own))}{hint}.",
+            key=str(key),
+        )

@@ -8,6 +8,8 @@ Safety choices:
   Location. Following would need a re-check per hop and would turn the POST into a GET on 301/302;
   an admin can configure the final URL instead.
 - Environment proxies are ignored (trust_env=False), since a proxy would resolve the name itself.
+- The shared secret may be named by environment variable (`secret_env`): only the name is stored;
+  the value is read from the worker's environment when a deploy runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from relapp.domain.secretvars import variable_problem
 from relapp.drivers.base import (
     DeployContext,
     DriverConfigError,
@@ -85,21 +89,25 @@ def payload(ctx: DeployContext) -> bytes:
 class WebhookDriver:
     """POSTs a signed deploy request and waits (by default) for the CD system's callback."""
 
-    SETTINGS = ("url", "secret", "timeout", "allow_hosts", "wait")
+    SETTINGS = ("url", "secret", "secret_env", "timeout", "allow_hosts", "wait")
 
     def __init__(
         self,
         url: str,
-        secret: str,
+        secret: str | None,
         *,
+        secret_env: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         allow_hosts: Sequence[str] = (),
         wait: bool = True,
         resolver: Resolver | None = None,
     ) -> None:
-        """Create a driver for url; resolver is only for tests (default getaddrinfo)."""
+        """Create a driver for url, signing with secret or with the value of the environment
+        variable secret_env (read at run time); resolver is only for tests (default
+        getaddrinfo)."""
         self.url = url
-        self.secret = secret
+        self.literal_secret = secret
+        self.secret_env = secret_env
         self.timeout = float(timeout)
         self.allow_hosts = tuple(allow_hosts)
         self.wait = wait
@@ -121,30 +129,49 @@ class WebhookDriver:
             raise DriverConfigError("Setting 'url' must be an http:// or https:// URL with a host.")
         if parts.username is not None or parts.password is not None:
             raise DriverConfigError(
-                "Setting 'url' must not contain a user name or password; "
-                "the request is authenticated by its signature."
+                "Setting 'url' must not contain a user name or password: the request is "
+                "authenticated by its signature, whose shared secret belongs in an environment "
+                "variable named by 'secret_env' (or in 'secret').",
+                key="url",
             )
-        secret = settings.get("secret")
-        if not isinstance(secret, str) or not secret:
-            raise DriverConfigError(
-                "Setting 'secret' of the webhook driver is required: "
-                "the CD system checks the request's signature with it."
-            )
-        if len(secret) < MIN_SECRET_LENGTH:
-            raise DriverConfigError(
-                f"Setting 'secret' must be at least {MIN_SECRET_LENGTH} characters long."
-            )
+        secret, secret_env = _secret_settings(settings)
         timeout = timeout_setting(settings, DEFAULT_TIMEOUT)
         allow_hosts = list_setting(settings, "allow_hosts", bool, "host or host:port strings")
         wait = settings.get("wait", True)
         if not isinstance(wait, bool):
             raise DriverConfigError("Setting 'wait' must be true or false.")
-        return cls(url, secret, timeout=timeout, allow_hosts=allow_hosts, wait=wait)
+        return cls(
+            url, secret, secret_env=secret_env, timeout=timeout, allow_hosts=allow_hosts, wait=wait
+        )
+
+    @property
+    def secret(self) -> str | None:
+        """The shared secret: the literal one, or the environment variable's value now."""
+        if self.secret_env is not None:
+            return os.environ.get(self.secret_env) or None
+        return self.literal_secret
+
+    def secret_problem(self) -> str | None:
+        """Why this deploy cannot be signed (a sentence), or None when it can."""
+        if self.secret_env is None:
+            return None
+        value = os.environ.get(self.secret_env)
+        if not value:
+            return (
+                f"The webhook secret is read from the environment variable {self.secret_env}, "
+                "which is not set for the worker; set it there and deploy again."
+            )
+        if len(value) < MIN_SECRET_LENGTH:
+            return (
+                f"The webhook secret in the environment variable {self.secret_env} is shorter "
+                f"than {MIN_SECRET_LENGTH} characters; set a longer one and deploy again."
+            )
+        return None
 
     @property
     def secrets(self) -> list[str]:
         """Return the values that must never appear in a log line."""
-        return [self.secret]
+        return [self.secret] if self.secret else []
 
     def run(
         self, ctx: DeployContext, log: Callable[[str], None], should_stop: Callable[[], bool]
@@ -160,6 +187,10 @@ class WebhookDriver:
 
         if should_stop():
             return result(Outcome.FAILED, "stopped")
+        problem = self.secret_problem()
+        secret = self.secret
+        if problem is not None or secret is None:
+            return result(Outcome.FAILED, problem or "The webhook has no secret to sign with.")
         try:
             target = resolve_target(self.url, self.allow_hosts, self.resolver)
         except BlockedTarget as exc:
@@ -171,7 +202,7 @@ class WebhookDriver:
             "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": "relapp-webhook/1",
-            SIGNATURE_HEADER: sign(self.secret, body),
+            SIGNATURE_HEADER: sign(secret, body),
             DELIVERY_HEADER: delivery,
         }
         emit(f"POST {target.display()} (delivery {delivery})")
@@ -221,3 +252,50 @@ class WebhookDriver:
         if lines and len(snippet) >= _BODY_SNIPPET_BYTES:
             lines[-1] = mask_cut_tail(lines[-1], self.secrets) + " [truncated]"
         return [mask(line, self.secrets) for line in lines]
+
+
+def _secret_settings(settings: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The literal secret or the name of the variable holding it: exactly one must be given."""
+    secret = settings.get("secret")
+    secret_env = settings.get("secret_env")
+    if secret is not None and secret_env is not None:
+        raise DriverConfigError(
+            "Setting 'secret_env' and setting 'secret' of the webhook driver exclude each other; "
+            "keep only 'secret_env'.",
+            key="secret_env",
+        )
+    if secret_env is not None:
+        problem = variable_problem(secret_env)
+        if problem is not None:
+            raise DriverConfigError(f"Setting 'secret_env' {problem}.", key="secret_env")
+        return None, str(secret_env)
+    if not isinstance(secret, str) or not secret:
+        raise DriverConfigError(
+            "Setting 'secret' of the webhook driver is required (or 'secret_env', the name of an "
+            "environment variable holding it): the CD system checks the request's signature "
+            "with it.",
+            key="secret",
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise DriverConfigError(
+            f"Setting 'secret' must be at least {MIN_SECRET_LENGTH} characters long "
+            f"(it has {len(secret)}); use a long random value, ideally from an environment "
+            "variable named by 'secret_env'.",
+            key="secret",
+        )
+    return secret, None
+
+
+def signing_secret(settings: Mapping[str, Any]) -> str | None:
+    """The secret a webhook environment's reports are signed with, read now (the literal
+    `secret`, or the value of the variable named by `secret_env`); None when there is none, so
+    that a signature check fails closed."""
+    if settings.get("kind") != "webhook":
+        return None
+    name = settings.get("secret_env")
+    if isinstance(name, str) and name:
+        value = os.environ.get(name)
+    else:
+        value = settings.get("secret")
+    return value if isinstance(value, str) and value else None
+

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from ..domain import changelog
+from ..drivers import DriverConfigError, build_driver
 from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..models import Deployment, Environment, Project, Team, User
-from ..settings import ProjectSettings
+from ..settings import ProjectSettings, SettingsError, load, unset_variables
 from . import audit
 
 PROJECT_FIELDS = {
@@ -19,7 +22,38 @@ PROJECT_FIELDS = {
     "baseline_version": "baseline", "issue_key_pattern": "issue_key_pattern",
     "issue_url_template": "issue_url_template", "pr_url_template": "pr_url_template",
     "timezone": "timezone", "train_cron": "train_cron",
+    "remote_credentials_env": "remote_credentials_env",
 }
+
+
+def load_settings(path: str | Path) -> tuple[ProjectSettings, ...]:
+    """Read and check a configuration file, each driver table built as a deploy builds it (so a
+    bad one is named by line and key before anything is written)."""
+    return load(path, check_driver=build_driver)
+
+
+def settings_warnings(projects: tuple[ProjectSettings, ...]) -> list[str]:
+    """One sentence per secret variable the configuration names that this process lacks."""
+    return unset_variables(projects, os.environ)
+
+
+def _check(projects: tuple[ProjectSettings, ...]) -> None:
+    """What `parse` checks only when asked, checked again before any write: every driver table
+    builds, and no team or environment name is given twice in a project."""
+    for p_index, settings in enumerate(projects):
+        path = f"projects[{p_index}]"
+        for kind, names in (("environment", [env.name for env in settings.environments]),
+                            ("team", [team.name for team in settings.teams])):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise SettingsError(f"{path}: {kind} '{twice[0]}' of project {settings.key} is "
+                                    "defined twice; give each a name of its own.")
+        for e_index, env in enumerate(settings.environments):
+            try:
+                build_driver(env.driver)
+            except DriverConfigError as exc:
+                where = f"{path}.environments[{e_index}].driver" + (f".{exc.key}" if exc.key else "")
+                raise SettingsError(f"{where}: {exc}") from None
 
 
 def _env_values(position: int, env: Any) -> dict[str, Any]:
@@ -43,6 +77,7 @@ def _apply(row: Any, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | None = "cli") -> list[str]:
     """Load parsed settings into the database idempotently; return one line per change made."""
+    _check(projects)
     changes: list[str] = []
     try:
         for settings in projects:

@@ -139,3 +139,67 @@ def test_allow_hosts_does_not_lift_the_scheme_rule() -> None:
 )
 def test_blocked_reason(address: str, blocked: bool) -> None:
     assert (blocked_reason(ipaddress.ip_address(address)) is not None) is blocked
+
+
+# -- issue 9, finding 10: allow_hosts opens private addresses, never metadata or link-local ------
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_hosts"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", ["169.254.169.254"]),
+        ("http://169.254.169.254:80/computeMetadata/v1/", ["169.254.169.254:80"]),
+        ("http://169.254.170.2/v2/credentials", ["169.254.170.2"]),
+        ("http://100.100.100.200/latest/meta-data/", ["100.100.100.200"]),
+        ("http://[fd00:ec2::254]/latest/", ["[fd00:ec2::254]"]),
+        ("http://[fe80::1]:8080/", ["fe80::1"]),
+        ("http://169.254.1.1/", ["169.254.1.1"]),
+        ("http://[::ffff:169.254.169.254]/", ["::ffff:169.254.169.254"]),
+        ("http://168.63.129.16/machine", ["168.63.129.16"]),
+    ],
+)
+def test_an_allow_listed_metadata_or_link_local_address_stays_blocked(
+    url: str, allow_hosts: list[str]
+) -> None:
+    with pytest.raises(BlockedTarget, match="relapp never contacts such an address, whatever allow_hosts says"):
+        check_url(url, allow_hosts)
+
+
+def test_an_allow_listed_name_that_resolves_to_the_metadata_address_stays_blocked() -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        return ["169.254.169.254"]  # what a hostile or rebinding DNS answer would say
+
+    with pytest.raises(BlockedTarget) as caught:
+        check_url("http://cd.relapp-test.invalid/hook", ["cd.relapp-test.invalid"], resolver)
+    assert str(caught.value) == (
+        "The host 'cd.relapp-test.invalid' resolves to 169.254.169.254, which is a cloud metadata "
+        "address; relapp never contacts such an address, whatever allow_hosts says."
+    )
+
+
+@pytest.mark.parametrize("answer", ["10.0.0.5", "127.0.0.1", "192.168.1.20", "100.64.0.7", "fd12::5"])
+def test_an_allow_listed_name_still_reaches_a_private_address(answer: str) -> None:
+    target = resolve_target(
+        "http://cd.relapp-test.invalid:8080/hook", ["cd.relapp-test.invalid:8080"],
+        lambda host, port: [answer],
+    )
+    assert target.addresses == (answer,) and target.allowed_explicitly
+    with pytest.raises(BlockedTarget, match="add 'cd.relapp-test.invalid' to allow_hosts"):
+        resolve_target("http://cd.relapp-test.invalid:8080/hook", (), lambda host, port: [answer])
+
+
+def test_the_webhook_driver_refuses_an_allow_listed_metadata_target() -> None:
+    from relapp.drivers import DeployContext, Outcome, build_driver
+
+    driver = build_driver({
+        "kind": "webhook", "url": "http://169.254.169.254/latest/meta-data/iam/",
+        "secret": "whsec-0123456789abcdef", "allow_hosts": ["169.254.169.254"]})
+    ctx = DeployContext(deployment_id=1, attempt=1, project="shop", environment="prod",
+                        version="1.0.0", tag="v1.0.0", sha="0" * 40)
+    lines: list[str] = []
+    result = driver.run(ctx, lines.append, lambda: False)
+    assert result.outcome is Outcome.FAILED
+    assert result.message == (
+        "Webhook target refused: The address 169.254.169.254 is a cloud metadata address; "
+        "relapp never contacts such an address, whatever allow_hosts says.")
+    assert not any(line.startswith("POST ") for line in lines)  # nothing was sent

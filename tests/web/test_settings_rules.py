@@ -1,9 +1,11 @@
 """Configuration as code for tag conventions: tag_template, legacy_tags, ignore_tags and
 pr_url_template are parsed, judged by the domain's TagRules, reported by line and key, and
-synced (legacy_tags None keeps the built-in forms)."""
+synced (legacy_tags None keeps the built-in forms); and what config sync refuses with a line: a
+name given twice, malformed TOML, a credential in a URL (issue 9, finding 9)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -195,3 +197,143 @@ def test_config_sync_of_a_bad_file_changes_nothing(app, tmp_path, old, new, wher
     shop = db.session.scalar(select(Project).where(Project.key == "shop"))
     assert shop.legacy_tags == [r"release-(?P<major>\d+)\.(?P<minor>\d+)"]
     assert [env.name for env in shop.environments] == ["qa"]
+
+
+# -- issue 9, finding 9: duplicates, TOML errors by line, credentials kept out of URLs ---------
+
+TEAMS = """
+[[projects]]
+key = "shop"
+remote = "https://git.example.com/shop.git"
+
+[[projects.environments]]
+name = "qa"
+
+[[projects.environments]]
+name = "prod"
+
+[[projects.teams]]
+name = "web"
+paths = ["web/"]
+
+[[projects.teams]]
+name = "api"
+paths = ["api/"]
+"""
+
+
+@pytest.mark.parametrize("old, new, where", [
+    ('name = "api"', 'name = "web"', r"line 17: projects\[0\]\.teams\[1\]\.name: team 'web' is defined twice"),
+    ('name = "prod"', 'name = "qa"', r"line 10: projects\[0\]\.environments\[1\]\.name: environment 'qa' is defined twice"),
+], ids=["team", "environment"])
+def test_a_name_given_twice_is_a_sentence_naming_it(old, new, where):
+    with pytest.raises(SettingsError, match=rf"^relapp\.toml, {where}$"):
+        parse(_replaced(TEAMS, old, new), source="relapp.toml")
+
+
+def test_sync_refuses_a_team_given_twice_with_a_sentence_not_an_integrity_error(app):
+    """Records built in code skip parse's check: sync checks again before it writes."""
+    (shop,) = parse(TEAMS)
+    twice = dataclasses.replace(shop, teams=(shop.teams[0], shop.teams[0]))
+    with pytest.raises(SettingsError, match=r"^projects\[0\]: team 'web' of project shop is defined twice"):
+        sync_settings((twice,))
+    assert _count(Project) == 0
+    assert [line for line in sync_settings((shop,)) if line.startswith("team")] == [
+        "team shop/web: created", "team shop/api: created"]
+
+
+@pytest.mark.parametrize("old, new, says", [
+    # An array left open runs to the end of the file: tomllib says only "at end of document".
+    ('paths = ["api/"]', 'paths = ["api/",\n  "lib/"', r"line 18: not valid TOML: .*at end of document: the '\[' opened on line 18 is never closed"),
+    # ... or into the next table header, which it then misreads.
+    ('paths = ["web/"]', 'paths = ["web/",', r"line 14: not valid TOML: .*the '\[' opened on line 14 is never closed"),
+    ('name = "web"', 'name = "web', r"line 13: not valid TOML: Illegal character"),
+    ('name = "api"', 'name = "api"\nname = "lib"', r"line 18: not valid TOML: Cannot overwrite a value"),
+    ('name = "api"', 'name = """api', r"line 17: not valid TOML: .*the string opened on line 17 is never closed"),
+    ('name = "qa"', 'name = "qa"\ndriver = { kind = "manual",\n', r"line 8: not valid TOML: "),
+], ids=["unclosed-array-at-end", "unclosed-array-before-a-table", "bad-string", "duplicate-key",
+        "unclosed-multiline-string", "unclosed-inline-table"])
+def test_every_toml_error_names_a_line(old, new, says):
+    text = _replaced(TEAMS, old, new)
+    with pytest.raises(SettingsError) as caught:
+        parse(text, source="relapp.toml")
+    message = str(caught.value)
+    assert message.startswith("relapp.toml, line "), message
+    assert re.search(says, message), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("remote", [
+    "https://deploy:s3cr3t-t0ken@git.example.com/shop.git",
+    "https://ghp_0123456789abcdef@github.com/acme/shop.git",  # a token as the user name
+    "http://deploy:pw@10.0.0.5/shop.git",
+    "ssh://git:pw@git.example.com/shop.git",
+    "deploy:s3cr3t@git.example.com:acme/shop.git",  # git's scp-like form with a password
+])
+def test_a_remote_with_a_credential_is_refused_pointing_at_remote_credentials_env(remote):
+    text = _replaced(TEAMS, 'remote = "https://git.example.com/shop.git"', f'remote = "{remote}"')
+    with pytest.raises(SettingsError) as caught:
+        parse(text, source="relapp.toml")
+    message = str(caught.value)
+    assert message.startswith("relapp.toml, line 4: projects[0].remote: must not contain a user name or password; "), message
+    assert "remote_credentials_env" in message
+    secret = remote.split("@")[0].split("//")[-1]
+    assert secret not in message  # the refusal does not repeat the credential it refuses
+
+
+@pytest.mark.parametrize("remote", [
+    "git@github.com:acme/shop.git", "ssh://git@git.example.com/shop.git",
+    "https://git.example.com/shop.git", "/srv/git/shop.git"])
+def test_a_remote_without_a_credential_is_accepted(remote):
+    text = _replaced(TEAMS, 'remote = "https://git.example.com/shop.git"', f'remote = "{remote}"')
+    (project,) = parse(text)
+    assert project.remote == remote
+
+
+def test_remote_credentials_env_stores_a_variable_name_for_an_https_remote():
+    text = _replaced(TEAMS, 'key = "shop"', 'key = "shop"\nremote_credentials_env = "SHOP_GIT_TOKEN"')
+    (project,) = parse(text)
+    assert project.remote_credentials_env == "SHOP_GIT_TOKEN"
+    (plain,) = parse(TEAMS)
+    assert plain.remote_credentials_env is None
+
+
+@pytest.mark.parametrize("value, says", [
+    ('"shop token"', "must be the name of an environment variable"),
+    ('"1TOKEN"', "must be the name of an environment variable"),
+    ("42", "must be the name of an environment variable"),
+    ('"SECRET_KEY"', "must not name SECRET_KEY, one of relapp's own settings"),
+    ('"RELAPP_DATABASE"', "must not name RELAPP_DATABASE, one of relapp's own settings"),
+])
+def test_remote_credentials_env_must_be_a_variable_that_is_not_relapps_own(value, says):
+    text = _replaced(TEAMS, 'key = "shop"', f'key = "shop"\nremote_credentials_env = {value}')
+    with pytest.raises(SettingsError, match=rf"^config, line 4: projects\[0\]\.remote_credentials_env: {says}"):
+        parse(text)
+
+
+def test_remote_credentials_env_applies_only_to_an_https_remote():
+    text = _replaced(_replaced(TEAMS, 'key = "shop"', 'key = "shop"\nremote_credentials_env = "SHOP_GIT_TOKEN"'),
+                     "https://git.example.com/shop.git", "git@git.example.com:acme/shop.git")
+    with pytest.raises(SettingsError, match=r"remote_credentials_env: applies only to an http\(s\) remote"):
+        parse(text)
+
+
+def test_a_version_url_with_a_credential_is_refused():
+    text = _replaced(TEAMS, 'name = "prod"', 'name = "prod"\nversion_url = "https://ops:pw@shop.example.com/version"')
+    with pytest.raises(SettingsError, match=r"^config, line 11: projects\[0\]\.environments\[1\]\.version_url: "
+                                            r"must not contain a user name or password"):
+        parse(text)
+
+
+def test_sync_stores_the_name_of_the_remote_credentials_variable_and_never_its_value(app, monkeypatch):
+    monkeypatch.setenv("SHOP_GIT_TOKEN", "deploy:tok-0123456789-abcdef")
+    text = _replaced(TEAMS, 'key = "shop"', 'key = "shop"\nremote_credentials_env = "SHOP_GIT_TOKEN"')
+    assert "project shop: created" in sync_settings(parse(text))
+    project = db.session.scalar(select(Project).where(Project.key == "shop"))
+    assert project.remote_credentials_env == "SHOP_GIT_TOKEN"
+    assert project.remote_url == "https://git.example.com/shop.git"
+    stored = [str((e.before, e.after, e.detail)) for e in db.session.scalars(select(AuditEvent))]
+    assert any("SHOP_GIT_TOKEN" in row for row in stored)
+    assert not any("tok-0123456789" in row for row in stored)
+    assert sync_settings(parse(text)) == []
+    assert sync_settings(parse(TEAMS)) == ["project shop: changed remote_credentials_env"]
