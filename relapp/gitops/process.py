@@ -56,6 +56,11 @@ _SCRUB_ENV = (
     "GIT_PAGER",
     "GIT_TRACE",
     "GIT_EXTERNAL_DIFF",
+    # Configuration and credentials are given per process (see `credential_env`), never inherited.
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "RELAPP_GIT_USERNAME",
+    "RELAPP_GIT_PASSWORD",
 )
 
 # Applied to every call: no colours, signatures, editors, hooks or ext:: transport, whatever
@@ -74,6 +79,33 @@ _CONFIG = (
     "advice.nestedTag=false",
     "gc.auto=0",
 )
+
+
+# The credential helper of a git process that talks to a remote needing credentials: a shell
+# function (git runs `!…` helpers through sh) that answers `get` from two variables set for that
+# process alone. The credentials are never in argv (visible to everyone in /proc) nor in a file;
+# the empty helper before it drops any configured helper, so none can store them either.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || return 0; '
+    'printf "username=%s\\npassword=%s\\n" "$RELAPP_GIT_USERNAME" "$RELAPP_GIT_PASSWORD"; }; f'
+)
+TOKEN_USERNAME = "x-access-token"
+"""The user name sent with a credential that is a token alone (git hosts accept any name)."""
+
+
+def credential_env(username: str, password: str) -> dict[str, str]:
+    """Environment for one git process: git asks the helper above, which answers from it."""
+    if any(ch in value for value in (username, password) for ch in "\n\r\0"):
+        raise GitError("The remote credentials contain a line break, which git cannot take.")
+    return {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": "",
+        "GIT_CONFIG_KEY_1": "credential.helper",
+        "GIT_CONFIG_VALUE_1": _CREDENTIAL_HELPER,
+        "RELAPP_GIT_USERNAME": username or TOKEN_USERNAME,
+        "RELAPP_GIT_PASSWORD": password,
+    }
 
 
 def _base_env() -> dict[str, str]:
@@ -244,12 +276,30 @@ def run_streaming(
         raise GitError(failure_message(label, b"".join(err_parts), secrets))
 
 
+# What git says when a remote wants credentials it was not given, or refused the ones it got.
+_NO_CREDENTIALS = ("could not read username", "could not read password", "terminal prompts disabled")
+_BAD_CREDENTIALS = ("authentication failed", "access denied", "returned error: 401",
+                    "returned error: 403", "invalid username or password")
+
+
 def failure_message(label: str, stderr: bytes, secrets: Iterable[str]) -> str:
     """A one-paragraph sentence from git's stderr: the fatal/error lines, masked."""
     text = stderr.decode("utf-8", "replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     important = [ln for ln in lines if ln.lower().startswith(("fatal:", "error:"))] or lines[-3:]
     detail = " ".join(important)[:600] or "no message"
+    lowered = text.lower()
+    if any(s in lowered for s in _NO_CREDENTIALS):
+        detail = (
+            "the remote asks for credentials and none were given; set the project's "
+            "remote_credentials_env to the name of an environment variable holding user:token "
+            f"({detail})"
+        )
+    elif any(s in lowered for s in _BAD_CREDENTIALS):
+        detail = (
+            "the remote refused the credentials it was given; check the token in the environment "
+            f"variable named by the project's remote_credentials_env ({detail})"
+        )
     return mask(f"{label} failed: {detail}", secrets)
 
 

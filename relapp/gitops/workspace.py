@@ -31,7 +31,14 @@ from .errors import (
     WorkspaceBusy,
 )
 from .logformat import LOG_OPTIONS, LogRecords, log_format
-from .masking import mask, redact_url, url_secrets
+from .masking import (
+    mask,
+    redact_url,
+    strip_userinfo,
+    url_credentials,
+    url_has_credentials,
+    url_secrets,
+)
 from .names import (
     check_full_ref,
     check_ident,
@@ -44,7 +51,14 @@ from .names import (
     validate_remote_url,
     validate_revision,
 )
-from .process import DEFAULT_TIMEOUT, decode, failure_message, run, run_streaming
+from .process import (
+    DEFAULT_TIMEOUT,
+    credential_env,
+    decode,
+    failure_message,
+    run,
+    run_streaming,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +86,17 @@ def clone_to(
     env: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
 ) -> Path:
-    """Clone remote (validated) into path with a work tree and a local relapp identity."""
+    """Clone remote (validated) into path with a work tree and a local relapp identity.
+
+    Credentials in the URL are used for the clone through git's credential helper and never
+    written to the clone's .git/config (see `credential_env`); `env` may carry others.
+    """
     remote = validate_remote_url(remote)
+    secrets = [*url_secrets(remote), *secrets]
+    found = url_credentials(remote)
+    if found is not None:
+        env = {**credential_env(*found), **(env or {})}
+    remote = strip_userinfo(remote)
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     run(
@@ -91,7 +114,7 @@ def clone_to(
         ],
         timeout=timeout,
         env=env,
-        secrets=[*url_secrets(remote), *secrets],
+        secrets=secrets,
         what="cloning the project's remote",
     )
     return path
@@ -214,7 +237,15 @@ _REJECT_LINE = re.compile(r"^\s*!\s*\[rejected\]\s+(\S+)\s+->\s+(\S+)\s+\((.*)\)
 
 
 class Workspace:
-    """relapp's own clone of one project's remote, with a lock shared by web and worker processes."""
+    """relapp's own clone of one project's remote, with a lock shared by web and worker processes.
+
+    Credentials never reach the clone's .git/config: origin is the remote URL without its
+    userinfo, and a git process that talks to the remote gets them through a credential helper
+    that reads its own environment (`process.credential_env`). They come from the environment
+    variable named `credentials_env` (holding `user:token`, or a token alone), else from the URL
+    itself (an old configuration); a clone made before this keeps them no longer than its next
+    `ensure` or fetch.
+    """
 
     def __init__(
         self,
@@ -223,13 +254,21 @@ class Workspace:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         env: Mapping[str, str] | None = None,
+        credentials_env: str | None = None,
     ) -> None:
-        """Describe the clone at path of remote_url; `env` may carry credential settings."""
+        """Describe the clone at path of remote_url; `env` is added to every git process's."""
         self.path = Path(path).absolute()
         self.remote_url = validate_remote_url(remote_url)
+        self.origin_url = strip_userinfo(self.remote_url)
         self.timeout = timeout
         self._env = dict(env or {})
         self._secrets = url_secrets(self.remote_url) + [v for v in self._env.values() if v]
+        self._credentials, self._credentials_problem = _credentials(
+            self.remote_url, credentials_env
+        )
+        if self._credentials is not None:
+            user, password = self._credentials
+            self._secrets += [p for p in (password, f"{user}:{password}") if len(p) >= 3]
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     def __repr__(self) -> str:
@@ -251,8 +290,12 @@ class Workspace:
         check: bool = True,
         what: str = "",
         timeout: float | None = None,
+        remote: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
+        """Run git on the clone; `remote` for a process that talks to origin (credentials)."""
         merged = {**self._env, **(env or {})}
+        if remote:
+            merged.update(self._credential_env())
         return run(
             args,
             git_dir=self.git_dir,
@@ -267,6 +310,36 @@ class Workspace:
 
     def _mask(self, text: str) -> str:
         return mask(text, self._secrets)
+
+    def _credential_env(self) -> dict[str, str]:
+        """The credential variables of a git process that talks to origin (none if not needed)."""
+        if self._credentials_problem:
+            raise GitError(self._credentials_problem)
+        if self._credentials is None:
+            return {}
+        return credential_env(*self._credentials)
+
+    def _scrub_origin(self) -> None:
+        """Take credentials an older relapp wrote into .git/config out of it (one git call, and
+        only when the file holds some)."""
+        try:
+            config = (self.git_dir / "config").read_text("utf-8", "replace")
+        except OSError:
+            return
+        if any(
+            url_has_credentials(line.split("=", 1)[1].strip())
+            for line in config.splitlines()
+            if line.strip().startswith(("url", "pushurl")) and "=" in line
+        ):
+            self._git(
+                ["remote", "set-url", "--", "origin", self.origin_url],
+                what="taking credentials out of the clone's remote",
+            )
+            self._git(
+                ["config", "--unset-all", "remote.origin.pushurl"],
+                check=False,
+                what="taking credentials out of the clone's remote",
+            )
 
     # -- lifecycle
 
@@ -296,9 +369,10 @@ class Workspace:
         """Clone the remote if the clone is missing; point origin at the configured URL."""
         if self.exists():
             self._git(
-                ["remote", "set-url", "--", "origin", self.remote_url],
+                ["remote", "set-url", "--", "origin", self.origin_url],
                 what="updating the clone's remote",
             )
+            self._scrub_origin()  # a push URL with credentials, from someone's hand
             return
         if self.path.exists():
             # A half-made clone from a crash: it is ours, start again.
@@ -309,9 +383,9 @@ class Workspace:
         try:
             clone_to(
                 tmp / "c",
-                self.remote_url,
+                self.origin_url,
                 timeout=self.timeout,
-                env=self._env or None,
+                env={**self._env, **self._credential_env()} or None,
                 secrets=self._secrets,
             )
             os.rename(tmp / "c", self.path)
@@ -370,6 +444,7 @@ class Workspace:
             lk.release()
 
     def _fetch(self) -> FetchResult:
+        self._scrub_origin()
         proc = self._git(
             [
                 "fetch",
@@ -384,6 +459,7 @@ class Workspace:
             ],
             check=False,
             what="fetching from the project's remote",
+            remote=True,
         )
         err = decode(proc.stderr)
         moved: list[str] = []
@@ -602,6 +678,7 @@ class Workspace:
             # The peeled pattern must be asked for too, or ls-remote leaves that line out.
             ["ls-remote", "--end-of-options", "origin", ref, ref + "^{}"],
             what="asking the remote about a ref",
+            remote=True,
         )
         obj = peeled = ""
         for line in decode(proc.stdout).splitlines():
@@ -658,6 +735,7 @@ class Workspace:
                         f"+{ref}:{ref}",
                     ],
                     what="fetching an existing tag",
+                    remote=True,
                 )
             return ref
         if local is not None:
@@ -709,6 +787,7 @@ class Workspace:
             ],
             check=False,
             what="pushing to the project's remote",
+            remote=True,
         )
         results: dict[str, tuple[str, str]] = {}
         for line in decode(proc.stdout).splitlines():
@@ -758,6 +837,7 @@ class Workspace:
                     f"+{ref}:refs/remotes/origin/{branch}",
                 ],
                 what=f"fetching branch {branch}",
+                remote=True,
             )
             return remote[1]
         self.push([f"{base_sha}:{ref}"])
@@ -901,6 +981,22 @@ class Workspace:
                 if commit != root and commit in graph:
                     graph[commit] = (*graph[commit], root)
         return graph
+
+
+def _credentials(url: str, env_name: str | None) -> tuple[tuple[str, str] | None, str]:
+    """(user, password) for the remote, from the named environment variable or else the URL;
+    with the sentence to raise when a remote call needs them and they cannot be had."""
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            return None, (
+                f"The environment variable {env_name} named by the project's "
+                "remote_credentials_env is not set (or empty) in this relapp process; set it "
+                "to user:token."
+            )
+        user, sep, password = value.partition(":")
+        return ((user, password) if sep else ("", value)), ""
+    return url_credentials(url), ""
 
 
 def _int(text: str) -> int:
