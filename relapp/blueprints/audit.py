@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
+from ..domain.secretmask import redact_value
 from ..exceptions import ServiceError
 from ..services import audit
 from ..services.evidence import evidence as evidence_of
@@ -19,8 +20,16 @@ bp = Blueprint("audit", __name__)
 
 @bp.app_template_filter("compact_json")
 def compact_json(value: Any) -> str:
-    """JSON on one line with sorted keys (escaped by the template like any text)."""
-    return json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=False, default=str)
+    """JSON on one line with sorted keys (escaped by the template like any text), any URL
+    credential in it redacted (older audit rows may hold one)."""
+    return json.dumps(redact_value(value), sort_keys=True, separators=(", ", ": "),
+                      ensure_ascii=False, default=str)
+
+
+@bp.app_template_filter("redact_urls")
+def redact_urls_filter(value: Any) -> Any:
+    """Text with the credentials of any URL in it redacted."""
+    return redact_value(value)
 
 
 @bp.get("/audit")

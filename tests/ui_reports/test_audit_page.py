@@ -86,3 +86,30 @@ def test_before_and_after_are_shown_compactly_and_nothing_can_be_changed(app, hi
     assert '{&#34;lock_reason&#34;: &#34;x&#34;, &#34;locked&#34;: true}' in html
     assert client.post("/audit").status_code in (400, 405)
     assert "<form method=\"post\"" not in html.split("<main")[1]
+
+
+def test_a_remote_url_with_credentials_in_an_old_row_is_redacted_for_a_viewer(app, history):
+    """Rows written before URLs were redacted at record time hold the credentials: the page and
+    the API still show them to nobody (issue 9, finding 3)."""
+    secret_url = "https://deploy:hunter2-t0ken@git.example.com/shop.git"
+    token_url = "https://ghp_0123456789abcdef@git.example.com/shop.git"
+    event = AuditEvent(action="project.update", actor="cli", target=f"project:demo {token_url}",
+                       project_id=history.project.id, before={"remote_url": "/srv/shop.git"},
+                       after={"remote_url": secret_url, "nested": [token_url]},
+                       detail=f"remote changed to {secret_url}")
+    db.session.add(event)
+    db.session.commit()
+    client = signed_in(app, "vic")
+    html = client.get("/audit").get_data(as_text=True)
+    body = client.get("/api/v1/audit?action=project.update",
+                      headers=history.demo.headers("vic")).get_json()
+    shown = next(e for e in body["events"] if e["id"] == event.id)
+    for text in (html, str(body)):
+        assert "hunter2-t0ken" not in text and "ghp_0123456789abcdef" not in text
+        assert "deploy:" not in text
+    assert "https://***@git.example.com/shop.git" in html
+    assert shown["after"] == {"remote_url": "https://***@git.example.com/shop.git",
+                              "nested": ["https://***@git.example.com/shop.git"]}
+    assert shown["detail"] == "remote changed to https://***@git.example.com/shop.git"
+    assert shown["target"] == "project:demo https://***@git.example.com/shop.git"
+    assert shown["before"] == {"remote_url": "/srv/shop.git"}

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
+from ...domain.secretmask import redact_value
 from ...exceptions import ServiceError
 from ...services.adoption import AdoptionReport
 from ...services.decisions import MAX_COMMENT
@@ -569,10 +570,11 @@ class AuditEventOut(Out):
 
     @classmethod
     def of(cls, event: Any, projects: dict[int, str]) -> AuditEventOut:
+        """The event as a viewer may see it: any URL credential an older row holds redacted."""
         return cls(id=event.id, at=event.at, actor=event.actor, action=event.action,
                    project=projects.get(event.project_id) if event.project_id else None,
-                   target=event.target, before=event.before, after=event.after,
-                   detail=event.detail)
+                   target=redact_value(event.target), before=redact_value(event.before),
+                   after=redact_value(event.after), detail=redact_value(event.detail))
 
 
 class AuditPage(Out):
