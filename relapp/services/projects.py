@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..domain import changelog
+from ..domain.secretmask import redact_urls
 from ..drivers import DriverConfigError, build_driver
 from ..exceptions import NotFound, ServiceError
 from ..extensions import db
@@ -65,6 +66,11 @@ def _env_values(position: int, env: Any) -> dict[str, Any]:
     }
 
 
+def _shown(values: dict[str, str]) -> dict[str, str]:
+    """Project values as the audit keeps them: a remote URL never with its credentials."""
+    return {k: redact_urls(v) for k, v in values.items()}
+
+
 def _apply(row: Any, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     changes = {}
     for attr, value in values.items():
@@ -91,13 +97,13 @@ def sync_settings(projects: tuple[ProjectSettings, ...], *, actor: User | str | 
                 db.session.add(project)
                 db.session.flush()
                 changes.append(f"project {settings.key}: created")
-                audit.record(actor, "project.create", project_id=project.id, target=f"project:{settings.key}", after={k: str(v) for k, v in values.items()})
+                audit.record(actor, "project.create", project_id=project.id, target=f"project:{settings.key}", after=_shown({k: str(v) for k, v in values.items()}))
             else:
                 diff = _apply(project, values)
                 if diff:
                     changes.append(f"project {settings.key}: changed {', '.join(sorted(diff))}")
                     audit.record(actor, "project.update", project_id=project.id, target=f"project:{settings.key}",
-                                 before={k: str(v[0]) for k, v in diff.items()}, after={k: str(v[1]) for k, v in diff.items()})
+                                 before=_shown({k: str(v[0]) for k, v in diff.items()}), after=_shown({k: str(v[1]) for k, v in diff.items()}))
             existing = {env.name: env for env in db.session.scalars(select(Environment).where(Environment.project_id == project.id))}
             # Park positions first so re-ordering never trips over itself.
             for position, env_settings in enumerate(settings.environments):
