@@ -236,9 +236,10 @@ class Job(db.Model):  # type: ignore[name-defined]
     @property
     def rq_id(self) -> str:
         """The RQ job id: `relapp-<installation uid>-<kind>-<id>`, so two installations sharing
-        one Redis never take each other's ids. The uid is read once per app (its own connection,
-        outside the caller's transaction) and kept in app.extensions. The migration makes the row;
-        a database that lost it (emptied by hand, restored in part) gets a new one, once."""
+        one Redis never take each other's ids. The uid is read once per app (in the caller's
+        transaction: on SQLite a second connection would wait for the write lock the caller may
+        hold) and kept in app.extensions. The migration makes the row; a database that lost it
+        (emptied by hand, restored in part) gets a new one, once."""
         import secrets
 
         from flask import current_app
@@ -248,8 +249,7 @@ class Job(db.Model):  # type: ignore[name-defined]
         uid = app.extensions.get("relapp.installation_uid")
         query = db.select(Installation.uid).order_by(Installation.id).limit(1)
         if uid is None:
-            with db.engine.connect() as conn:
-                uid = conn.scalar(query)
+            uid = db.session.scalar(query)
             if not uid:
                 try:
                     with db.engine.begin() as conn:
