@@ -433,8 +433,10 @@ def build_changelog(
 
 
 # Markdown escapes: every character that could start emphasis, code, a link, an autolink, an
-# HTML tag or an entity is backslash-escaped, so commit text shows as written.
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>&~|"})
+# HTML tag or an entity is backslash-escaped, so commit text shows as written: `<script>` stays
+# text and `[x](javascript:…)` is no link. A line break inside commit text (a carriage return in
+# a subject, a trailer's value) becomes a space, so no text starts a block of its own.
+_MD_SPECIAL = str.maketrans({**{c: "\\" + c for c in "\\`*_[]<>&~|"}, "\r": " ", "\n": " "})
 # A link destination may not hold spaces, angle brackets or unbalanced parentheses.
 _MD_URL = str.maketrans({" ": "%20", "<": "%3C", ">": "%3E", "(": "%28", ")": "%29"})
 
@@ -464,7 +466,10 @@ def _usable(template: str | None, placeholder: str) -> bool:
 
 def _issue_link(key: str, template: str | None) -> str:
     # str.replace, not str.format: a template is user configuration and may hold other braces.
-    return _md_link(key, template.replace("{key}", key)) if template else _md(key)
+    # Only an http(s) template links, as on the page: no javascript:, data: or vbscript: href.
+    if template and _usable(template, "{key}"):
+        return _md_link(key, template.replace("{key}", key))
+    return _md(key)
 
 
 def _pr_ref(pr: int, template: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -626,3 +627,44 @@ def test_fix_on_main() -> None:
         same.sha: FixPresence.SAME_COMMIT,
     }
     assert FixPresence.BY_TRAILER.value == "by trailer"
+
+
+# --- hostile commit text through the real Markdown export ------------------------------------
+
+HOSTILE = ("fix(payments): <script>alert(1)</script> [x](javascript:alert(1)) "
+           "[y](data:text/html;base64,PHNjcmlwdD4=) [z](vbscript:msgbox(1)) <javascript:alert(2)> PAY-7 (#77)")
+
+
+def test_the_markdown_export_keeps_html_and_script_links_from_commit_text_as_text(app, demo_project):
+    from relapp.extensions import db
+    from relapp.models import Project
+    from tests.conftest import signed_in, work_queue
+
+    demo_project.commit_on_main("services/payments/x.txt", "x\n", HOSTILE + "\n\n<img src=x onerror=alert(1)>")
+    project = db.session.query(Project).filter_by(key="demo").one()
+    project.issue_url_template = "javascript:alert('{key}')"  # not http(s): issue keys stay text
+    project.pr_url_template = "https://code.example/pull/{pr}"
+    db.session.commit()
+    client = app.test_client()
+    cut = client.post("/api/v1/projects/demo/releases", json={}, headers=demo_project.headers("erin"))
+    assert cut.status_code == 202, cut.get_json()
+    work_queue()
+    version = cut.get_json()["version"]
+    api = client.get(f"/api/v1/projects/demo/releases/{version}/changelog?format=markdown",
+                     headers=demo_project.headers("vic"))
+    assert api.status_code == 200 and api.mimetype == "text/markdown"
+    markdown = api.get_data(as_text=True)
+    assert signed_in(app, "vic").get(f"/releases/demo/{version}/changelog.md").get_data(as_text=True) == markdown
+
+    line = next(x for x in markdown.splitlines() if "alert(1)" in x)
+    # The text is all there, shown as written …
+    assert ("\\<script\\>alert(1)\\</script\\> \\[x\\](javascript:alert(1)) "
+            "\\[y\\](data:text/html;base64,PHNjcmlwdD4=) \\[z\\](vbscript:msgbox(1)) "
+            "\\<javascript:alert(2)\\> PAY-7 (`") in line
+    # … but no HTML tag, autolink or entity starts anywhere (every < and & is escaped) …
+    assert re.search(r"(?<!\\)[<&]", markdown) is None, markdown
+    # … and the only links are http(s) ones.
+    destinations = re.findall(r"(?<!\\)\]\(([^)]*)\)", markdown)
+    assert "https://code.example/pull/77" in destinations
+    assert all(d.startswith(("https://", "http://")) for d in destinations), destinations
+    assert "javascript:alert('PAY-7')" not in markdown and "onerror" not in markdown
