@@ -1,13 +1,22 @@
-"""Command driver: run an argv template without a shell, stream its output, kill its whole group."""
+"""Command driver: run an argv template without a shell, stream its output, kill its whole group.
+
+A deploy must not outlive the worker that runs it. The command's direct child gets
+PR_SET_PDEATHSIG (SIGKILL) so the kernel kills it the moment the work-horse that started it dies,
+and the command runs in a process group (and session) of its own, which the deploy job records
+through `DeployContext.on_process`: when the worker died, the reaper stops that group with
+`stop_recorded_group`, which also ends whatever the command started in the background.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import selectors
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +42,10 @@ MAX_LINES = 20_000
 MAX_BYTES = 4 * 1024 * 1024
 STOP_POLL_INTERVAL = 1.0  # should_stop() may hit the database; ask about once a second
 EOF_WAIT = 2.0  # how long to wait for the pipe to close once every process in the group is gone
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The signal the command's direct child gets when the thread that started it dies. SIGKILL, not
+# SIGTERM: a script that traps SIGTERM would otherwise go on deploying with nobody watching.
+DEATH_SIGNAL = signal.SIGKILL
 # Only these variables of the worker's own environment reach the command: the worker's
 # environment holds the database URL, the app's secret key and the like, and a deploy script
 # that prints its environment would stream them to every browser watching the log.
@@ -70,6 +83,45 @@ def _env_table(value: Any, key: str) -> dict[str, str]:
             raise DriverConfigError(f"Setting '{key}.{name}' must be a string.")
         table[name] = item
     return table
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl(2), looked up once in the parent (the child after fork only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child die (DEATH_SIGNAL) when the thread that forks it dies.
+
+    PR_SET_PDEATHSIG follows the parent *thread*: the driver must run the command from a thread
+    that lives as long as the deploy (the work-horse's main thread does). Should the parent die
+    between fork and prctl, the signal would never come: the child then finds itself adopted
+    (getppid() is no longer the parent) and kills itself before exec. None where prctl is absent.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    sig = int(DEATH_SIGNAL)
+
+    def preexec() -> None:
+        # Runs in the child between fork and exec: only calls prepared in the parent.
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 class CommandDriver:
@@ -214,11 +266,14 @@ class _Run:
                 env=self.driver.environment(self.ctx),
                 start_new_session=True,  # its own process group, so the whole tree can be killed
                 close_fds=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, prepared in the parent
             )
         except OSError as exc:
             return self.finish(Outcome.FAILED, f"Could not start {argv[0]!r}: {exc.strerror}.")
         assert proc.stdout is not None
         try:
+            if self.ctx.on_process is not None:
+                self.ctx.on_process(proc.pid)  # start_new_session: its pid is its group's id
             return self.supervise(proc)
         finally:
             # Whatever happened (even an exception in log()), leave nothing running behind.
@@ -375,6 +430,29 @@ def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
+def _group_members(pgid: int) -> list[tuple[int, int]] | None:
+    """(pid, session id) of each live (non-zombie) process in the group; None without procfs."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # the process ended meanwhile
+        # "pid (comm) state ppid pgrp session ...": comm may contain anything, so split after
+        # the last ")".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) >= 4 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append((int(entry), int(fields[3])))
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
     """Return True while a live (non-zombie) process is in the group.
 
@@ -387,20 +465,54 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    members = _group_members(pgid)
+    return True if members is None else bool(members)  # no procfs: trust killpg
+
+
+def process_marker(deployment_id: int, project: str, environment: str) -> dict[str, str]:
+    """The variables every process of a deploy's command carries (set by `environment()`):
+    how the reaper recognises a recorded group as still being that deploy's."""
+    return {"RELAPP_DEPLOYMENT_ID": str(deployment_id), "RELAPP_PROJECT": project,
+            "RELAPP_ENVIRONMENT": environment}
+
+
+def _carries(pid: int, marker: Mapping[str, str]) -> bool:
     try:
-        entries = os.listdir("/proc")
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            environ = set(fh.read().split(b"\0"))
     except OSError:
-        return True  # no procfs: trust killpg, at worst the grace period is waited out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue  # the process ended meanwhile
-        # "pid (comm) state ppid pgrp ...": comm may contain anything, so split after the last ")".
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+        return False
+    return all(f"{name}={value}".encode() in environ for name, value in marker.items())
+
+
+def stop_recorded_group(pgid: int, marker: Mapping[str, str], *, grace: float = KILL_GRACE) -> str:
+    """Stop a deploy's process group recorded earlier (SIGTERM, SIGKILL after `grace`).
+
+    A recorded number may since have been reused by another process group, so the group is
+    signalled only when it is recognisably the deploy's: it is not this process's own group
+    (nor group 0 or 1); and one of its live members is in the session the command started
+    (session id == group id, start_new_session) and carries the deploy's marker variables in
+    its environment (RELAPP_DEPLOYMENT_ID, RELAPP_PROJECT, RELAPP_ENVIRONMENT). Returns what
+    happened: "refused", "gone", "not ours", "stopped" (SIGTERM was enough) or "killed".
+    """
+    if pgid <= 1 or pgid in (os.getpgrp(), os.getpid()):
+        return "refused"
+    members = _group_members(pgid)
+    if members is None:
+        return "not ours"  # without procfs nothing can be recognised: leave it alone
+    if not members:
+        return "gone"
+    if not any(session == pgid and _carries(pid, marker) for pid, session in members):
+        return "not ours"
+    if not _signal_group(pgid, signal.SIGTERM):
+        return "gone"
+    give_up = time.monotonic() + grace
+    while time.monotonic() < give_up:
+        if not _group_alive(pgid):
+            return "stopped"
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    settle = time.monotonic() + 2.0  # SIGKILL is delivered asynchronously
+    while _group_alive(pgid) and time.monotonic() < settle:
+        time.sleep(0.02)
+    return "killed"

@@ -1,9 +1,19 @@
 """The deploy job: claim the deployment (a fenced compare-and-set), run its driver under a lease,
-record the outcome only while this attempt still owns the deployment."""
+record the outcome only while this attempt still owns the deployment.
+
+Only this job renews the lease (the work-horse's `Lease` calls, never the worker parent's
+heartbeat), so a deploy is abandoned exactly when the process running it stops: the worker is
+gone, or its work-horse was killed while the parent lives. A work-horse whose parent died stops
+its command and lets the lease run out. The command's process group is recorded as it starts, for
+the reaper to stop if the work-horse dies. Every read-then-write runs in a retried write
+transaction (`in_write_transaction`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,10 +30,10 @@ from relapp.drivers import (
     build_driver,
     secrets_of,
 )
-from relapp.extensions import db
+from relapp.extensions import db, in_write_transaction
 from relapp.joblog import publish
 from relapp.jobs import JobFailed
-from relapp.models import Deployment, Job, utcnow
+from relapp.models import Deployment, Environment, Job, utcnow
 from relapp.services import audit
 from relapp.services.deployments import finish, lease_seconds, wait_seconds, write_line
 
@@ -32,7 +42,8 @@ WORKER = "worker"
 
 
 class Lease:
-    """`should_stop` for a driver: renews the lease (fenced by attempt) and notices a cancel."""
+    """`should_stop` for a driver: renews the lease (fenced by attempt) and notices a cancel, a
+    lost lease, and the death of the worker that started this work-horse."""
 
     def __init__(self, deployment_id: int, attempt: int, seconds: float) -> None:
         """Watch one attempt of one deployment; renew every quarter lease (at most every 5 s)."""
@@ -41,11 +52,19 @@ class Lease:
         self.seconds = seconds
         self.every = max(0.5, min(5.0, seconds / 4))
         self.next = time.monotonic() + self.every
-        self.reason: str | None = None  # "cancelled" | "lost" once the driver must stop
+        self.parent = os.getppid()
+        # "cancelled" | "lost" | "orphaned" once the driver must stop
+        self.reason: str | None = None
 
     def __call__(self) -> bool:
-        """True when the driver must stop: the deploy was cancelled or this attempt lost it."""
+        """True when the driver must stop: the deploy was cancelled, this attempt lost it, or
+        the worker that forked this work-horse died (the work-horse was adopted)."""
         if self.reason is not None:
+            return True
+        if os.getppid() != self.parent:
+            # Nobody supervises this work-horse any more: stop the command and renew nothing,
+            # so the lease runs out and the reaper fails the deployment as abandoned.
+            self.reason = "orphaned"
             return True
         if time.monotonic() < self.next:
             return False
@@ -92,19 +111,58 @@ def _deployment_state(deployment_id: int) -> tuple[str, int]:
     return row.status, row.attempt
 
 
-def claim(deployment_id: int, lease: float) -> int | None:
-    """Take a queued deployment (compare-and-set) with a lease; return the new attempt or None."""
+def _claim(deployment_id: int, lease: float) -> int | None:
     now = utcnow()
     claimed = db.session.execute(update(Deployment).where(
         Deployment.id == deployment_id, Deployment.status == "queued").values(
         status="running", attempt=Deployment.attempt + 1, started_at=now,
-        lease_until=now + timedelta(seconds=lease), waiting_until=None)).rowcount
-    db.session.commit()
+        lease_until=now + timedelta(seconds=lease), waiting_until=None, process_group=None,
+        process_host=None)).rowcount
     if not claimed:
         return None
-    attempt = db.session.scalar(select(Deployment.attempt).where(Deployment.id == deployment_id))
-    db.session.commit()
-    return attempt
+    return db.session.scalar(select(Deployment.attempt).where(Deployment.id == deployment_id))
+
+
+def claim(deployment_id: int, lease: float) -> int | None:
+    """Take a queued deployment (compare-and-set) with a lease; return the new attempt or None."""
+    return in_write_transaction(_claim, deployment_id, lease)
+
+
+class ProcessRecord:
+    """`DeployContext.on_process`: records the command's process group and this host on the
+    deployment (fenced by attempt) the moment it starts, so that the reaper can stop the group
+    should this work-horse die; `forget()` clears the record once the driver has ended."""
+
+    def __init__(self, deployment_id: int, attempt: int) -> None:
+        """For one attempt of one deployment."""
+        self.deployment_id = deployment_id
+        self.attempt = attempt
+        self.host = socket.gethostname()
+        self.pgid: int | None = None
+
+    def _set(self, pgid: int | None, host: str | None) -> None:
+        db.session.execute(update(Deployment).where(
+            Deployment.id == self.deployment_id, Deployment.attempt == self.attempt)
+            .values(process_group=pgid, process_host=host))
+
+    def __call__(self, pgid: int) -> None:
+        """Record the group; a database that stays away only costs the reaper's help (the
+        command's direct child still dies with the work-horse, PR_SET_PDEATHSIG)."""
+        self.pgid = pgid
+        try:
+            in_write_transaction(self._set, pgid, self.host)
+        except OperationalError:
+            log.warning("deployment %s: could not record process group %s", self.deployment_id,
+                        pgid)
+
+    def forget(self) -> None:
+        """Clear the record: the driver returned, so nothing of the command runs any more."""
+        if self.pgid is None:
+            return
+        try:
+            in_write_transaction(self._set, None, None)
+        except OperationalError:  # the reaper clears it later (the group is gone)
+            log.warning("deployment %s: could not clear its process group", self.deployment_id)
 
 
 def deploy(job: Job, joblog: Any) -> None:
@@ -129,17 +187,19 @@ def deploy(job: Job, joblog: Any) -> None:
     settings = dict(env.driver or {})
     joblog.joblog.secrets = [s for s in secrets_of(settings) if len(s) >= 4]
     base = str(current_app.config.get("RELAPP_BASE_URL") or "").rstrip("/")
+    record = ProcessRecord(deployment_id, attempt)
     ctx = DeployContext(deployment_id=deployment_id, attempt=attempt, project=project.key,
                         environment=env.name, version=release.version, tag=release.tag,
                         sha=release.sha or "",
-                        callback_url=f"{base}/api/v1/deployments/{deployment_id}/status")
+                        callback_url=f"{base}/api/v1/deployments/{deployment_id}/status",
+                        on_process=record)
     kind = str(settings.get("kind", ""))
-    project_id, env_name = project.id, env.name
-    audit.record(WORKER, "deploy.start", project_id=project_id,
-                 target=f"deployment:{deployment_id}", before={"status": "queued"},
-                 after={"status": "running", "attempt": attempt, "job": job_id},
-                 detail=f"{release.version} to {env.name} with the {kind or 'unknown'} driver")
-    db.session.commit()
+    project_id, env_id, env_name = project.id, env.id, env.name
+    detail = f"{release.version} to {env.name} with the {kind or 'unknown'} driver"
+    in_write_transaction(audit.record, WORKER, "deploy.start", project_id=project_id,
+                         target=f"deployment:{deployment_id}", before={"status": "queued"},
+                         after={"status": "running", "attempt": attempt, "job": job_id},
+                         detail=detail)
     publish(job_id, {"type": "deployment", "deployment": deployment_id, "status": "running",
                      "attempt": attempt})
     joblog(f"deploying {ctx.tag} ({ctx.version}) to {ctx.environment}: deployment "
@@ -160,7 +220,10 @@ def deploy(job: Job, joblog: Any) -> None:
             result = DriverResult(Outcome.FAILED,
                                   f"The driver stopped unexpectedly ({exc.__class__.__name__}).")
             joblog(result.message)
+        record.forget()
     _conclude(job_id, deployment_id, attempt, project_id, kind, guard, result, joblog)
+    if guard.reason is None and result.outcome is Outcome.SUCCEEDED:
+        _known_again(env_id)
 
 
 def _rejected(deployment_id: int, attempt: int, joblog: Any) -> JobFailed:
@@ -177,6 +240,10 @@ def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, ki
     db.session.rollback()
     if guard.reason == "lost":
         raise _rejected(deployment_id, attempt, joblog)
+    if guard.reason == "orphaned":
+        joblog("the worker that ran this deploy is gone: its command was stopped, and the "
+               "deployment is left to end as abandoned when its lease runs out")
+        raise JobFailed("The worker that ran this deploy died; the deploy was stopped.")
     if guard.reason == "cancelled":
         message = "cancelled: the deploy was stopped on request"
         if not finish(deployment_id, attempt, "cancelled", message, actor=WORKER,
@@ -187,20 +254,10 @@ def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, ki
 
     if result.outcome is Outcome.WAITING:
         until = utcnow() + timedelta(seconds=wait_seconds(kind))
-        handed = db.session.execute(update(Deployment).where(
-            Deployment.id == deployment_id, Deployment.attempt == attempt,
-            Deployment.status == "running").values(
-            lease_until=None, waiting_until=until, message=result.message)).rowcount
-        if handed:
-            audit.record(WORKER, "deploy.wait", project_id=project_id,
-                         target=f"deployment:{deployment_id}",
-                         before={"status": "running", "attempt": attempt},
-                         after={"status": "running", "waiting_until": until.isoformat()},
-                         detail=result.message)
-            db.session.commit()
+        if in_write_transaction(_hand_off, deployment_id, attempt, project_id, until,
+                                result.message):
             joblog(f"waiting for a report until {until.isoformat(timespec='seconds')}")
             return
-        db.session.rollback()
         status, current = _deployment_state(deployment_id)
         if current == attempt and status in ("succeeded", "failed", "cancelled"):
             # The CD system answered before the driver returned: its report stands.
@@ -218,6 +275,36 @@ def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, ki
         _check_drift_soon(deployment_id)
     if status == "failed":
         raise JobFailed(result.message or "The deploy failed.")
+
+
+def _hand_off(deployment_id: int, attempt: int, project_id: int, until: Any,
+              message: str) -> bool:
+    """The deploy goes on elsewhere: no lease, a deadline for the report; False when stale."""
+    handed = db.session.execute(update(Deployment).where(
+        Deployment.id == deployment_id, Deployment.attempt == attempt,
+        Deployment.status == "running").values(
+        lease_until=None, waiting_until=until, message=message)).rowcount
+    if handed:
+        audit.record(WORKER, "deploy.wait", project_id=project_id,
+                     target=f"deployment:{deployment_id}",
+                     before={"status": "running", "attempt": attempt},
+                     after={"status": "running", "waiting_until": until.isoformat()},
+                     detail=message)
+    return bool(handed)
+
+
+def _clear_unknown(env_id: int) -> None:
+    db.session.execute(update(Environment).where(
+        Environment.id == env_id, Environment.unknown_reason.is_not(None))
+        .values(unknown_reason=None, unknown_since=None))
+
+
+def _known_again(env_id: int) -> None:
+    """A successful deploy says what runs there again: the environment is no longer unknown."""
+    try:
+        in_write_transaction(_clear_unknown, env_id)
+    except OperationalError:
+        log.warning("environment %s: could not clear its unknown state", env_id)
 
 
 def _check_drift_soon(deployment_id: int) -> None:
