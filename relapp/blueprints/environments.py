@@ -1,4 +1,5 @@
-"""Pages: environments — what runs where, for managers; lock and freeze for release managers."""
+"""Pages: environments — what runs where, for managers; lock and freeze for release managers;
+"Mark verified" for whoever may deploy to an environment left unknown by an abandoned deploy."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..auth import role_required
 from ..domain.pipeline import Role
 from ..exceptions import ServiceError
 from ..services import deployments
-from ..services.environments import environment_row, environments_page
+from ..services.environments import environment_row, environments_page, mark_verified
 from ..services.projects import get_project
 from ..templating import render_page
 
@@ -73,3 +74,18 @@ def lock(project_key: str, env_name: str) -> Any:
 def freeze(project_key: str, env_name: str) -> Any:
     """Freeze (with a reason) or unfreeze an environment; release managers and admins only."""
     return _change(project_key, env_name, "freeze")
+
+
+@bp.post("/environments/<project_key>/<env_name>/verify")
+@login_required
+def verify(project_key: str, env_name: str) -> Any:
+    """Mark an environment verified (with an optional note): it runs what its last successful
+    deploy recorded, whatever an abandoned deploy did. Anyone who may deploy there; audited."""
+    project = get_project(project_key)
+    env = mark_verified(project, env_name, current_user, note=request.form.get("note"))
+    if request.htmx:
+        html = render_template("environments/_env.html", project=project,
+                               row=environment_row(project, env.name, actor=current_user))
+        return make_response(html, trigger="environments-changed")
+    flash(f"{env.name} is marked verified.", "success")
+    return redirect(url_for("environments.index", project=project.key), code=303)

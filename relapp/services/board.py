@@ -16,6 +16,7 @@ from ..models import Job, Project, Release
 from . import deployments as deploys
 from .accounts import has_role
 from .cards import Card, card_for, current_releases, newest_lines
+from .environments import unknown_label
 from .projects import pick_project, projects
 from .train_report import next_cut
 
@@ -28,6 +29,7 @@ class Column:
     title: str
     cards: list[Card] = field(default_factory=list)
     hidden: int = 0
+    unknown: str | None = None  # "unknown: last deploy abandoned" (an environment's column)
 
 
 def board(project: Project, *, actor: Any = None, limit: int = 60,
@@ -38,7 +40,8 @@ def board(project: Project, *, actor: Any = None, limit: int = 60,
     reached the same stage or a further one, and nothing about it is live: it runs nowhere,
     has no deploy in flight or failed, and its tag job is done.
     """
-    columns = [Column("cut", "Cut")] + [Column(env.name, env.name.upper())
+    columns = [Column("cut", "Cut")] + [Column(env.name, env.name.upper(),
+                                               unknown=unknown_label(env))
                                         for env in project.environments]
     by_name = {column.name: column for column in columns}
     rank = {column.name: index for index, column in enumerate(columns)}

@@ -40,6 +40,9 @@ class Card:
     job: Job | None
     next_env: str | None
     runs_in: list[str] = field(default_factory=list)
+    # Of runs_in, environment name -> "unknown: last deploy abandoned" where a later deploy
+    # stopped halfway, so what runs there is not known.
+    unknown_in: dict[str, str] = field(default_factory=dict)
     current_env: str | None = None
     decision_here: pipeline.DecisionFacts | None = None
     failed: Deployment | None = None
@@ -119,6 +122,8 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     position = names.index(stage) if stage in names else -1
     next_env = names[position + 1] if position + 1 < len(names) else None
     runs_in = [env.name for env in envs if current.get(env.name) == release.id]
+    unknown_in = {env.name: f"unknown: {env.unknown_reason}" for env in envs
+                  if env.name in runs_in and env.unknown_reason}
     current_env = runs_in[-1] if runs_in else None
     decision_here = pipeline.current_decision(facts, current_env) if current_env else None
     # A failed deploy is worth a retry only while nothing newer happened to this release there.
@@ -145,6 +150,7 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     return Card(release=release, stage=stage, qa_state=qa, bugs=bugs,
                 deployed_in=[env.name for env in envs if env.id in succeeded],
                 active=active, job=job, next_env=next_env, runs_in=runs_in,
+                unknown_in=unknown_in,
                 current_env=current_env, decision_here=decision_here, failed=failed,
                 last_line=last_line, progress=_progress(last_line), can_deploy=can_deploy,
                 can_promote=can_deploy and idle, can_retry=failed is not None and idle,

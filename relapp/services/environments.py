@@ -1,24 +1,32 @@
 """Read model of the environments page: per environment what runs, its decision, lock, freeze,
-drift, any deploy in progress, and what the next environment does not run yet."""
+drift, an unknown state, any deploy in progress, and what the next environment does not run yet;
+and "Mark verified", which ends an environment's unknown state."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..domain import changelog as cl
 from ..domain.pipeline import Role
-from ..exceptions import ServiceError
+from ..exceptions import Conflict, Forbidden, ServiceError
 from ..extensions import db
-from ..models import Decision, Deployment, Environment, Project, Release
+from ..models import Decision, Deployment, Environment, Project, Release, User
+from . import audit
 from . import releases as release_service
 from .accounts import has_role
-from .deployments import active_deployment, current_deployment
-from .projects import pick_project, projects
+from .deployments import active_deployment, current_deployment, may_deploy
+from .projects import get_environment, pick_project, projects
 
 TOP_ENTRIES = 5
+NOTE_MAX = 500
+
+
+def unknown_label(env: Environment) -> str | None:
+    """"unknown: last deploy abandoned" while nobody knows what runs in the environment."""
+    return f"unknown: {env.unknown_reason}" if env.unknown_reason else None
 
 
 def _plain_version(text: str | None) -> str:
@@ -52,6 +60,8 @@ class EnvRow:
     drift: str | None
     behind: Behind | None
     can_change: bool = False  # may the viewer lock, unlock, freeze or unfreeze it
+    unknown: str | None = None  # "unknown: last deploy abandoned"
+    can_verify: bool = False  # may the viewer mark it verified (it is unknown, they may deploy)
 
 
 @dataclass
@@ -118,7 +128,10 @@ def environments_overview(project: Project, actor: Any = None) -> list[EnvRow]:
             env=env, current=current,
             decision=latest_decision(current.release, env) if current else None,
             active=active_deployment(env), drift=drift_of(env, current), behind=behind,
-            can_change=can_change))
+            can_change=can_change, unknown=unknown_label(env),
+            can_verify=bool(env.unknown_reason and actor is not None
+                            and getattr(actor, "is_authenticated", False)
+                            and may_deploy(actor, env))))
     return rows
 
 
@@ -132,3 +145,37 @@ def environments_page(project_key: str | None, actor: Any = None) -> Environment
     project = pick_project(project_key)
     return EnvironmentsPage(project=project, projects=projects(),
                             rows=environments_overview(project, actor) if project else [])
+
+
+def mark_verified(project: Project, env_name: str, actor: User, note: str | None = None) -> Environment:
+    """End an environment's unknown state: someone who may deploy there checked what runs.
+
+    Audited as `environment.verify` with the reason and time it was unknown since, and the note.
+    """
+    env = get_environment(project, env_name)
+    if not may_deploy(actor, env):
+        raise Forbidden(f"Only someone who may deploy to {env.name} may mark it verified; you "
+                        f"are {actor.role}.")
+    if note is not None and not isinstance(note, str):
+        raise ServiceError("The note must be text.", code="invalid_field")
+    note = (note or "").strip()
+    if len(note) > NOTE_MAX:
+        raise ServiceError(f"The note is {len(note)} characters long; keep it to {NOTE_MAX}.",
+                           code="invalid_field")
+    reason, since = env.unknown_reason, env.unknown_since
+    # Fenced: a second click (or someone else's) finds nothing left to verify.
+    changed = db.session.execute(update(Environment).where(
+        Environment.id == env.id, Environment.unknown_reason.is_not(None))
+        .values(unknown_reason=None, unknown_since=None)).rowcount
+    if not changed or reason is None:
+        db.session.rollback()
+        raise Conflict(f"{env.name} is not in an unknown state; there is nothing to verify.",
+                       code="not_unknown")
+    audit.record(actor, "environment.verify", project_id=project.id,
+                 target=f"environment:{project.key}/{env.name}",
+                 before={"unknown_reason": reason,
+                         "unknown_since": since.isoformat() if since else None},
+                 after={"unknown_reason": None}, detail=note)
+    db.session.commit()
+    db.session.refresh(env)
+    return env
