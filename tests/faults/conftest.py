@@ -122,14 +122,38 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def kill_worker(proc: subprocess.Popen[bytes]) -> None:
-    """kill -9 the worker's process group: the worker, its work-horse and its companion (a git
-    that the horse started runs in a session of its own, as relapp starts it, and lives on)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def descendants(pid: int) -> list[int]:
+    """The process and all its descendants, whatever group or session they moved to (RQ's
+    work-horse takes a session of its own, and so does every git relapp starts)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        parent = int(fields[fields.rfind(b")") + 2:].split()[1])
+        tree.setdefault(parent, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(tree.get(current, []))
+    return out
+
+
+def kill_worker(proc: subprocess.Popen[bytes]) -> list[int]:
+    """kill -9 the worker and everything it started (its companion, its work-horse and the git
+    the horse runs): the machine, or the cgroup, died. Returns the pids killed."""
+    pids = descendants(proc.pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait(timeout=30)
+    return pids
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

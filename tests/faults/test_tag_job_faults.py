@@ -1,0 +1,118 @@
+"""A tag job survives what can happen to it: its worker killed with -9 in the middle of the push,
+and a git remote that hangs. Real workers (`python worker.py`), real git (a bare remote whose
+pre-receive hook holds the push), short leases; every wait is bounded.
+
+For each: the job ends (never running forever), the tag is on the remote once at the released
+commit (never duplicated, never moved), and a retry succeeds once the remote works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import git, run_worker_burst
+
+from .conftest import (
+    Remote,
+    alive,
+    fault_env,
+    job_row,
+    jobs_of,
+    kill_worker,
+    release_row,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def cut(app: Any, demo: Any) -> tuple[str, int, str]:
+    """Cut a release of main through the API: (version, tag job id, main's head)."""
+    answer = app.test_client().post("/api/v1/projects/demo/releases", json={"ref": "main"},
+                                    headers=demo.headers())
+    assert answer.status_code == 202, answer.get_json()
+    body = answer.get_json()
+    return body["version"], body["job"]["id"], git("rev-parse", "main", cwd=demo.origin)
+
+
+def retry(app: Any, demo: Any, version: str) -> int:
+    answer = app.test_client().post(f"/api/v1/projects/demo/releases/{version}/retry",
+                                    headers=demo.headers("rita"))
+    assert answer.status_code == 202, answer.get_json()
+    return int(answer.get_json()["job"]["id"])
+
+
+def ended(job_id: int) -> dict[str, Any] | None:
+    row = job_row(job_id)
+    return row if row["status"] in FINISHED else None
+
+
+def test_a_worker_killed_during_a_tag_push_ends_its_job_and_the_retry_keeps_the_one_tag(
+        app, demo_project, worker_env, tmp_path: Path) -> None:
+    remote = Remote(demo_project.origin)
+    remote.hold()
+    version, job_id, head = cut(app, demo_project)
+    env = fault_env(worker_env)
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log)
+    try:
+        hook = wait_for("the tag push to reach the remote's hook", remote.hook_pid)
+        assert job_row(job_id)["status"] == "running"
+        killed = kill_worker(worker)  # kill -9: worker, companion, work-horse, git and the hook
+        assert hook in killed
+    finally:
+        stop_worker(worker)
+    remote.release()
+    wait_for("no git left working on the remote", lambda: not alive(hook) and remote.idle())
+    assert job_row(job_id)["status"] == "running"  # nobody has noticed yet
+    assert remote.tag(f"v{version}") is None
+
+    successor = start_worker(env, log)
+    try:
+        row = wait_for("the lost tag job to end", lambda: ended(job_id))
+        assert row["status"] == "failed", log.read_text()[-3000:]
+        assert row["error"] == "The job was lost: its worker stopped while it ran; retry it."
+        assert release_row("demo", version)["state"] == "failed"
+
+        again = retry(app, demo_project, version)
+        retried = wait_for("the retry to end", lambda: ended(again))
+        assert retried["status"] == "succeeded", (retried["error"], log.read_text()[-3000:])
+    finally:
+        stop_worker(successor)
+    tag = f"v{version}"
+    assert release_row("demo", version)["state"] == "tagged"
+    assert remote.tag(tag) == ("tag", head)
+    # One tag push reached the remote, the retry's: the killed one never landed.
+    assert [line.split()[0] for line in remote.pushed_tags()] == [f"refs/tags/{tag}"]
+    assert [j["status"] for j in jobs_of("demo", version)] == ["failed", "succeeded"]
+
+
+def test_a_hanging_remote_fails_the_tag_job_after_the_git_timeout_and_a_retry_succeeds(
+        app, demo_project, worker_env, tmp_path: Path) -> None:
+    remote = Remote(demo_project.origin)
+    remote.hold(limit_seconds=600)  # the remote hangs (for ten minutes: long past any timeout)
+    version, job_id, head = cut(app, demo_project)
+    env = fault_env(worker_env, RELAPP_GIT_TIMEOUT="3")
+    try:
+        run = run_worker_burst(env, timeout=90)
+        assert run.returncode == 0, run.stderr[-3000:]
+        row = job_row(job_id)
+        assert row["status"] == "failed"
+        assert "did not finish within 3 seconds and was stopped" in row["error"], row["error"]
+        assert "Traceback" not in row["error"]
+        hook = remote.hook_pid()
+        assert hook is not None and not alive(hook)  # git and its hook were stopped with the job
+        assert remote.idle()
+        assert remote.tag(f"v{version}") is None and remote.pushed_tags() == []
+        assert release_row("demo", version)["state"] == "failed"
+    finally:
+        remote.release()
+
+    again = retry(app, demo_project, version)
+    run = run_worker_burst(env, timeout=90)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert job_row(again)["status"] == "succeeded", job_row(again)["error"]
+    assert remote.tag(f"v{version}") == ("tag", head)
+    assert len(remote.pushed_tags()) == 1
