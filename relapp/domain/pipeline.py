@@ -7,7 +7,7 @@ fixed order, so the user can fix them all at once.
 Refusal order for :func:`check_deploy` (``DEPLOY_REFUSAL_ORDER``)::
 
     not-tagged, not-allowed, locked, frozen, busy, needs-go, go-not-independent,
-    rollback-needs-reason
+    go-giver-deploys, rollback-needs-reason
 
 Refusal order for :func:`check_decision` (``DECISION_REFUSAL_ORDER``)::
 
@@ -15,9 +15,16 @@ Refusal order for :func:`check_decision` (``DECISION_REFUSAL_ORDER``)::
     bad-issue-key (one per bad key, in the order given), not-independent
 
 Separation of duties (``EnvironmentFacts.separation_of_duties``) is about people, not
-roles, so an admin is bound by it like anyone else. It only restricts a *go*: anyone
-allowed to decide may still say no-go on a release they cut or deployed, because
-stopping a release never needs a second pair of eyes.
+roles, so an admin is bound by it like anyone else, and no setting lifts it. With it on:
+
+- nobody gives the go for a release they cut, or deployed to that environment
+  (``not-independent`` when deciding; ``go-not-independent`` when a deploy relies on such
+  a go, which also catches goes recorded before the rule was switched on);
+- nobody deploys to an environment whose required go they gave (``go-giver-deploys``):
+  the one who approves and the one who ships are two people.
+
+It only restricts a *go*: anyone allowed to decide may still say no-go on a release they
+cut or deployed, because stopping a release never needs a second pair of eyes.
 """
 
 from __future__ import annotations
@@ -170,6 +177,7 @@ DEPLOY_REFUSAL_ORDER = (
     "busy",
     "needs-go",
     "go-not-independent",
+    "go-giver-deploys",
     "rollback-needs-reason",
 )
 
@@ -252,7 +260,7 @@ def check_deploy(
     who deployed this release to the environment whose go ``env`` requires; with
     ``env.separation_of_duties`` the go ``env`` relies on must come from someone who
     neither cut the release nor deployed it there (this also catches goes recorded
-    before the rule was switched on).
+    before the rule was switched on), and someone other than ``actor``.
     """
     version = str(release.version)
     reasons: list[Refusal] = []
@@ -343,6 +351,14 @@ def check_deploy(
                         f"{env.name} needs a go from someone who neither cut nor deployed "
                         f"{version}; {go.by} gave {required}'s go but {conflicts}: "
                         f"someone else must give it",
+                    )
+                )
+            if go.by == actor.username:
+                reasons.append(
+                    Refusal(
+                        "go-giver-deploys",
+                        f"{actor.username} gave {required}'s go on {version}, so someone "
+                        f"else must deploy it to {env.name}",
                     )
                 )
 

@@ -94,3 +94,49 @@ def test_a_hotfix_needs_its_own_go(shop):
     response = shop.deploy("1.0.1", "beta")
     assert response.status_code == 409
     assert "beta needs a go from qa for 1.0.1; qa has not decided yet" in response.get_json()["detail"]
+
+
+def test_separation_of_duties_the_go_giver_does_not_deploy_on_their_own_go(shop):
+    """The finding (issue 9, 7): with separation of duties on prod, the person who gave the go
+    prod relies on (beta's) could deploy to prod. Nobody may, an admin included."""
+    release = shop.release("1.3.0", by="erin")
+    shop.deployed(release, "qa", by="erin")
+    shop.decided(release, "qa", "quinn", "go")
+    shop.deployed(release, "beta", by="eli")
+    assert shop.decide("1.3.0", "beta", "rita", "go", "beta smoke green").status_code == 201
+
+    before = counts()
+    response = shop.deploy("1.3.0", "prod", "rita")
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["detail"] == "rita gave beta's go on 1.3.0, so someone else must deploy it to prod."
+    assert [r["code"] for r in body["reasons"]] == ["go-giver-deploys"]
+    assert counts() == before
+
+    # An admin is no exception: ada's go replaces rita's, and binds ada in turn.
+    assert shop.decide("1.3.0", "beta", "ada", "go", "checked again").status_code == 201
+    before = counts()
+    response = shop.deploy("1.3.0", "prod", "ada")
+    assert response.status_code == 409
+    assert "ada gave beta's go on 1.3.0, so someone else must deploy it to prod" in \
+        response.get_json()["detail"]
+    assert counts() == before
+    # Someone else ships it: rita's go no longer counts, ada's does.
+    assert shop.deploy("1.3.0", "prod", "rita").status_code == 202
+
+
+def test_separation_of_duties_a_go_needs_someone_who_neither_cut_nor_deployed_it_there(shop):
+    """A go on prod is refused from its cutter and from whoever deployed it to prod (admins
+    too); the deployer of another environment may give it."""
+    release = shop.release("1.4.0", by="ada")
+    shop.deployed(release, "beta", by="rita")
+    shop.deployed(release, "prod", by="eli")
+    refused = shop.decide("1.4.0", "prod", "ada", "go")
+    assert refused.status_code == 409
+    assert "prod separates duties: ada cut 1.4.0, so someone else must give its go" in \
+        refused.get_json()["detail"]
+    shop.deployed(release, "prod", by="quinn")  # a redeploy: quinn deployed it there too
+    refused = shop.decide("1.4.0", "prod", "quinn", "go")
+    assert refused.status_code == 409
+    assert "quinn deployed it to prod" in refused.get_json()["detail"]
+    assert shop.decide("1.4.0", "prod", "rita", "go", "rita only deployed it to beta").status_code == 201

@@ -449,7 +449,8 @@ def test_admin_does_not_skip_the_other_gates() -> None:
     [
         ("quinn", ("rita",), True, ()),
         ("erin", (), True, ("go-not-independent",)),  # erin cut the release
-        ("rita", ("rita",), True, ("go-not-independent",)),  # rita deployed it to qa
+        # rita deployed it to qa, and she is the one deploying now
+        ("rita", ("rita",), True, ("go-not-independent", "go-giver-deploys")),
         ("erin", ("erin",), False, ()),  # rule off: anything goes
     ],
 )
@@ -471,6 +472,65 @@ def test_self_approved_go_names_both_conflicts() -> None:
         deployed_by=("erin",),
     )
     assert "erin gave qa's go but cut 1.5.0 and deployed it to qa" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("actor", "go_by", "sod", "expected"),
+    [
+        (RELMAN, "rita", True, ("go-giver-deploys",)),  # the finding: approve, then ship
+        (ADMIN, "ada", True, ("go-giver-deploys",)),  # an admin is no exception
+        (RELMAN, "quinn", True, ()),  # someone else gave the go
+        (RELMAN, "rita", False, ()),  # rule off
+    ],
+)
+def test_nobody_deploys_where_they_gave_the_required_go(
+    actor: Actor, go_by: str, sod: bool, expected: tuple[str, ...]
+) -> None:
+    prod = env("prod", requires_go_from="beta", deploy_roles=frozenset({"release"}),
+               separation_of_duties=sod)
+    verdict = deploy(target=prod, decisions=(decided("beta", by=go_by),), actor=actor)
+    assert verdict.codes == expected
+    if expected:
+        assert verdict.reasons[0].sentence == (
+            f"{actor.username} gave beta's go on 1.5.0, so someone else must deploy it to prod"
+        )
+
+
+def test_only_the_go_that_counts_binds_the_deployer() -> None:
+    # rita's earlier go was replaced by quinn's: the go prod relies on is not hers.
+    history = (decided(by="rita", at=T0), decided(by="quinn", at=T0 + timedelta(hours=1)))
+    assert deploy(target=env(separation_of_duties=True), decisions=history).allowed
+    # ... and the other way round, the later go is hers.
+    history = (decided(by="quinn", at=T0), decided(by="rita", at=T0 + timedelta(hours=1)))
+    verdict = deploy(target=env(separation_of_duties=True), decisions=history)
+    assert verdict.codes == ("go-giver-deploys",)
+
+
+def test_a_cutter_who_approved_and_deploys_gets_both_refusals_in_order() -> None:
+    verdict = deploy(
+        rel=release("1.3.0", cut_by="ada"),
+        target=env(separation_of_duties=True),
+        decisions=(decided(by="ada"),),
+        actor=ADMIN,
+        deployed_by=("ada",),
+    )
+    assert verdict.codes == ("go-not-independent", "go-giver-deploys", "rollback-needs-reason")
+    assert list(verdict.codes) == sorted(verdict.codes, key=DEPLOY_REFUSAL_ORDER.index)
+    assert "ada gave qa's go but cut 1.3.0 and deployed it to qa" in verdict.message
+    assert "ada gave qa's go on 1.3.0, so someone else must deploy it to beta." in verdict.message
+
+
+@given(
+    people=st.lists(st.sampled_from(["ada", "erin", "quinn", "rita"]), min_size=1, max_size=4),
+    actor=st.sampled_from([ADMIN, RELMAN, ENGINEER, Actor("rita", Role.ADMIN)]),
+)
+def test_with_separation_of_duties_the_go_giver_never_deploys(
+    people: list[str], actor: Actor
+) -> None:
+    """Whoever gave the go that counts, whatever their role, never deploys on it."""
+    history = tuple(decided(by=p, at=T0 + timedelta(minutes=i)) for i, p in enumerate(people))
+    verdict = deploy(target=env(separation_of_duties=True), decisions=history, actor=actor)
+    assert ("go-giver-deploys" in verdict.codes) == (people[-1] == actor.username)
 
 
 # --- current_decision / qa_state ----------------------------------------------------
@@ -680,6 +740,33 @@ def test_separation_of_duties_falls_back_to_the_releases_cutter() -> None:
     target = env("qa", requires_go_from=None, separation_of_duties=True)
     verdict = decide(actor=Actor("erin", Role.ADMIN), target=target, cut_by=None, deployed_by=())
     assert verdict.codes == ("not-independent",)
+
+
+@given(
+    actor=st.sampled_from(["ada", "erin", "quinn", "rita"]),
+    role=st.sampled_from(list(Role)),
+    cutter=st.sampled_from(["ada", "erin", "quinn", "rita", None]),
+    deployers=st.sets(st.sampled_from(["ada", "erin", "quinn", "rita"]), max_size=3),
+)
+def test_with_separation_of_duties_no_go_comes_from_the_cutter_or_a_deployer(
+    actor: str, role: Role, cutter: str | None, deployers: set[str]
+) -> None:
+    """A go is refused exactly when its giver cut the release or deployed it there, whatever
+    their role (admins included); without the rule, neither matters."""
+    target = env("qa", requires_go_from=None, decide_roles=frozenset(r.value for r in Role),
+                 separation_of_duties=True, current_version=V("1.5.0"))
+    verdict = check_decision(
+        release(cut_by=cutter), target, actor=Actor(actor, role), decision="go", comment="",
+        bugs=(), issue_pattern=PATTERN, deployed_in_env=True, deployed_by=tuple(deployers),
+        cut_by=cutter,
+    )
+    assert ("not-independent" in verdict.codes) == (actor == cutter or actor in deployers)
+    off = check_decision(
+        release(cut_by=cutter), dataclasses.replace(target, separation_of_duties=False),
+        actor=Actor(actor, role), decision="go", comment="", bugs=(), issue_pattern=PATTERN,
+        deployed_in_env=True, deployed_by=tuple(deployers), cut_by=cutter,
+    )
+    assert off.allowed
 
 
 # --- stage_of / next_environment ----------------------------------------------------
