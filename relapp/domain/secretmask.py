@@ -36,11 +36,17 @@ RUN = 8
 URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
+# git's scp-like form with a password: user:password@host:path.
+SCP_CREDENTIALS = re.compile(r"(?<![\w.+%-])[\w.+%-]+:[^\s/@:]+@(?=[A-Za-z0-9][A-Za-z0-9.-]*:)")
+
+
 def redact_urls(text: str) -> str:
-    """Text with the userinfo of every URL in it replaced by `***`."""
+    """Text with the userinfo of every URL in it (and a password in git's scp-like
+    `user:password@host:path`) replaced by `***`."""
     if "@" not in text:
         return text
-    return URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", text)
+    text = URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", text)
+    return SCP_CREDENTIALS.sub("***@", text)
 
 
 def url_has_credentials(url: str) -> bool:

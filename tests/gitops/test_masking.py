@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
@@ -95,6 +95,9 @@ def test_two_secrets_that_touch_become_one_mask() -> None:
 def test_url_credentials_are_redacted_in_text_and_values() -> None:
     assert redact_urls("from https://bob:tok3n@git.example.com/x.git ok") == \
         "from https://***@git.example.com/x.git ok"
+    assert redact_urls("deploy:pw0rd@git.example.com:shop.git") == "***@git.example.com:shop.git"
+    assert redact_urls("git@github.com:org/x.git and a@b.com: hi") == \
+        "git@github.com:org/x.git and a@b.com: hi"
     value = {"remote_url": "https://bob:tok3n@h/x", "list": ["http://t0ken@h/y"], "n": 3}
     assert redact_value(value) == {"remote_url": "https://***@h/x", "list": ["http://***@h/y"],
                                    "n": 3}
@@ -103,6 +106,7 @@ def test_url_credentials_are_redacted_in_text_and_values() -> None:
 # -- properties ------------------------------------------------------------------------------
 
 
+@settings(max_examples=60)
 @given(secret=SECRETS, start=st.integers(0, 63), size=st.integers(RUN, 64), before=PADDING,
        after=PADDING)
 def test_no_run_of_eight_of_a_long_secret_survives(secret: str, start: int, size: int,
@@ -113,6 +117,7 @@ def test_no_run_of_eight_of_a_long_secret_survives(secret: str, start: int, size
     assert not any(run in masked for run in runs(secret)), (secret, masked)
 
 
+@settings(max_examples=60)
 @given(secret=SECRETS, prefix=st.binary(max_size=8), suffix=st.binary(max_size=8),
        urlsafe=st.booleans(), padded=st.booleans())
 @example(secret=SECRET, prefix=b"user:", suffix=b"", urlsafe=False, padded=True)
@@ -128,6 +133,7 @@ def test_no_part_of_a_long_secret_survives_in_base64(secret: str, prefix: bytes,
     assert not any(run in masked for run in runs(stable)), (blob, masked)
 
 
+@settings(max_examples=60)
 @given(secret=SECRETS, text=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
                                     max_size=200))
 def test_masking_changes_only_what_holds_a_secret(secret: str, text: str) -> None:
