@@ -209,3 +209,43 @@ def test_a_release_over_an_authenticated_remote_leaks_the_credential_nowhere(
     api = viewer.get("/api/v1/audit", headers=demo.headers("vic"))
     assert api.status_code == 200 and PASSWORD not in api.get_data(as_text=True)
     assert "http://***@127.0.0.1" in api.get_data(as_text=True)
+
+
+def test_a_release_with_credentials_from_the_environment_stores_them_nowhere(
+        app_ctx: Any, demo_over_http: tuple[Demo, AuthRemote], monkeypatch: pytest.MonkeyPatch,
+        no_stored_credentials: Path) -> None:
+    """The project names the variable (remote_credentials_env); services.releases.workspace
+    hands that name to gitops.Workspace, which reads the value only when git runs."""
+    from relapp.extensions import db
+    from relapp.models import AuditEvent, JobLogLine, Project, User
+    from relapp.services import adoption
+    from relapp.services import releases as svc
+    from relapp.services.projects import sync_settings
+    from relapp.settings import parse
+    from tests.conftest import work_queue
+
+    demo, server = demo_over_http
+    monkeypatch.setenv(VARIABLE, f"{USER}:{PASSWORD}")
+    settings = parse((demo.folder / "relapp.toml").read_text(), base_dir=demo.folder)
+    sync_settings(tuple(dataclasses.replace(s, remote=server.url(), remote_credentials_env=VARIABLE)
+                        for s in settings))
+    project = db.session.scalar(select(Project).where(Project.key == "demo"))
+    assert project is not None and project.remote_credentials_env == VARIABLE
+    adoption.adopt_into_db("demo")
+    release, job = svc.cut(project, db.session.scalar(select(User).where(User.username == "erin")))
+    job_id = job.id
+    work_queue()
+    assert svc.get_release(project, release.version).state == "tagged"
+    assert demo.remote_tag(release.tag) is not None
+    assert all(ok for method, _, ok in server.requests if method == "POST")
+
+    assert files_hold(Path(app_ctx.config["RELAPP_REPOS_DIR"]), PASSWORD) == []
+    assert not no_stored_credentials.exists()
+    stored = [*db.session.scalars(select(JobLogLine.line)),
+              *(str((e.target, e.before, e.after, e.detail))
+                for e in db.session.scalars(select(AuditEvent)))]
+    assert stored and not any(PASSWORD in text for text in stored)
+    viewer = signed_in(app_ctx, "vic")
+    for page in ("/audit", f"/releases/demo/{release.version}", f"/jobs/{job_id}"):
+        response = viewer.get(page)
+        assert response.status_code == 200 and PASSWORD not in response.get_data(as_text=True)
