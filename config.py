@@ -77,6 +77,10 @@ class Config:
         self.WTF_CSRF_TIME_LIMIT = 8 * 3600
         self.WTF_CSRF_CHECK_DEFAULT = True
 
+        # The largest request body accepted, in bytes (1 MB): a larger one is refused with 413
+        # before it is read (problem+json under /api).
+        self.MAX_CONTENT_LENGTH = max(1, int(number("RELAPP_MAX_BODY_BYTES", 1024 * 1024)))
+
         # Password hashing (argon2id). The defaults are OWASP's minimum (19 MiB, 2 iterations,
         # 1 lane): 64 MiB × 16 threads peaked a web worker at 1.1 GB. Tests lower them.
         self.RELAPP_ARGON2_MEMORY_KIB = int(number("RELAPP_ARGON2_MEMORY_KIB", 19 * 1024))

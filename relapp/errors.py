@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from .blueprints import converters
 from .exceptions import ServiceError
 from .extensions import db
 
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 
 TITLES = {
     400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
-    405: "Method not allowed", 409: "Refused", 413: "Too large", 422: "Cannot process",
-    429: "Too many requests", 500: "Internal error", 503: "Unavailable",
+    405: "Method not allowed", 409: "Refused", 413: "Too large", 414: "Address too long",
+    422: "Cannot process", 429: "Too many requests", 431: "Headers too large",
+    500: "Internal error", 503: "Unavailable",
 }
 
 
@@ -56,8 +58,19 @@ def error_response(status: int, detail: str, *, code: str | None = None, refresh
                            title=TITLES.get(status, "Error"), see=see), status
 
 
+def too_large_detail(limit: int | None) -> str:
+    """The sentence of a 413: how large a body may be."""
+    if not limit:
+        return "The request body is too large."
+    return (f"The request body is larger than the {limit:,} bytes this server accepts "
+            "(RELAPP_MAX_BODY_BYTES); nothing was changed.")
+
+
 def init_app(app: Flask) -> None:
-    """Register the handlers."""
+    """Register the handlers, and the bounds that turn hostile input into a 4xx before it
+    reaches a view (relapp.blueprints.converters: bounded `<int:...>` ids, deeply nested
+    JSON). Called before the blueprints are registered: a route takes its converter when added."""
+    converters.init_app(app)
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Any:
@@ -77,7 +90,12 @@ def init_app(app: Flask) -> None:
         detail = exc.description or TITLES.get(status, "Error")
         if status == 404 and not exc.description:
             detail = "There is nothing at this address."
-        response = error_response(status, detail)
+        code = None
+        if isinstance(exc, converters.JSONTooDeep):
+            code = "invalid_json"
+        elif status == 413:
+            detail, code = too_large_detail(app.config.get("MAX_CONTENT_LENGTH")), "too_large"
+        response = error_response(status, detail, code=code)
         if status == 401 and wants_json():
             response.headers["WWW-Authenticate"] = 'Bearer realm="relapp"'
         return response

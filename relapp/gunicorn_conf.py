@@ -3,15 +3,23 @@
 Its `on_starting` hook runs once, in gunicorn's master before any web worker is forked: when
 RELAPP_CONFIG is set it syncs that file, as `flask --app relapp config sync` does. A bad file
 stops the start with the same one-sentence error on stderr and exit status 1. Command-line
-options (`--workers`, `--bind`, ...) override the defaults below.
+options (`--workers`, `--bind`, ...) override the defaults below; `make run` (relapp.run)
+passes the same worker class and limits on its command line.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-worker_class = "gthread"
+# gthread, whose own refusals (414, 431, malformed HTTP) are problem+json like relapp's answers.
+worker_class = "relapp.gunicorn_worker.ProblemThreadWorker"
 threads = 16
+# What gunicorn refuses before relapp sees a request (its defaults, named here): a request line
+# over 4094 bytes is a 414, more than 100 headers or one over 8190 bytes a 431. Bodies are
+# bounded by relapp itself (RELAPP_MAX_BODY_BYTES, 413).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 timeout = 120
 graceful_timeout = 5
 

@@ -16,24 +16,12 @@ from ...services import deployments as svc
 from ...services.projects import get_project
 from ...services.queue import job_log
 from ...services.releases import project_release
+from ..converters import int_arg
 from . import PATHS, api_auth, bp, idempotent, parse, schemas
 from .schemas import dump
 
 LIMIT_MAX = 200
 LOG_LIMIT_MAX = 5000
-
-
-def _int_arg(name: str, default: int | None, *, low: int = 0, high: int | None = None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ServiceError(f"The query parameter '{name}' must be a whole number.",
-                           code="invalid_parameter") from None
-    value = max(low, value)
-    return min(value, high) if high is not None else value
 
 
 @bp.get("/projects/<key>/environments")
@@ -157,8 +145,8 @@ def cancel(deployment_id: int) -> Any:
 @api_auth(Role.VIEWER)
 def show_job(job_id: int) -> Any:
     """A job's state and its log lines (after `?after=SEQ`, at most `?limit=` lines)."""
-    after = _int_arg("after", 0) or 0
-    limit = _int_arg("limit", LOG_LIMIT_MAX, low=1, high=LOG_LIMIT_MAX) or LOG_LIMIT_MAX
+    after = int_arg("after", 0) or 0
+    limit = int_arg("limit", LOG_LIMIT_MAX, low=1, high=LOG_LIMIT_MAX, clamp=True) or LOG_LIMIT_MAX
     page = job_log(job_id, after=after, limit=limit)
     return dump(schemas.JobEnvelope(job=schemas.JobWithLog.of_page(page)))
 
@@ -168,7 +156,7 @@ def show_job(job_id: int) -> Any:
 def audit_events() -> Any:
     """Audit events, newest first; filters project, action (or `deploy.*`), actor, since_id;
     page with `before_id` (the `next` link)."""
-    limit = _int_arg("limit", 50, low=1, high=LIMIT_MAX) or 50
+    limit = int_arg("limit", 50, low=1, high=LIMIT_MAX, clamp=True) or 50
     args: dict[str, Any] = {"limit": limit}
     project = get_project(request.args["project"]) if request.args.get("project") else None
     if project is not None:
@@ -176,13 +164,13 @@ def audit_events() -> Any:
     for name in ("action", "actor"):
         if request.args.get(name):
             args[name] = request.args[name]
-    since = _int_arg("since_id", None)
+    since = int_arg("since_id", None)
     if since is not None:
         args["since_id"] = since
     filters = audit.AuditFilters(project=project.key if project else "",
                                  action=args.get("action", ""), actor=args.get("actor", ""),
                                  since_id=since)
-    page = audit.events(filters, before=_int_arg("before_id", None), limit=limit)
+    page = audit.events(filters, before=int_arg("before_id", None), limit=limit)
     following = None
     if page.next_before is not None:
         from urllib.parse import urlencode

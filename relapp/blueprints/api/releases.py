@@ -14,6 +14,7 @@ from ...services import release_retry as retry_svc
 from ...services import releases as svc
 from ...services.projects import get_project
 from ...services.projects import projects as all_projects
+from ..converters import int_arg
 from ..links import adoption_link
 from . import PATHS, api_auth, bp, idempotent, parse, schemas
 from .schemas import dump
@@ -33,10 +34,7 @@ def projects() -> Any:
 def list_releases(key: str) -> Any:
     """The project's releases, newest version first."""
     project = get_project(key)
-    try:
-        limit = min(max(int(request.args.get("limit", 50)), 1), LIMIT_MAX)
-    except ValueError:
-        limit = 50
+    limit = int_arg("limit", 50, low=1, high=LIMIT_MAX, clamp=True) or 50
     rows = svc.list_releases(project, limit)
     return dump(schemas.Releases(releases=[schemas.ReleaseOut.of(r) for r in rows]))
 
