@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from relapp.domain.secretmask import RUN, SecretMasker, redact_urls, redact_value
+from relapp.drivers import DeployContext, Outcome, build_driver, secrets_of
 from relapp.embedded import ensure_server, stop_server
 from relapp.extensions import db
 from relapp.joblog import JobLog, stream_key
@@ -231,3 +233,39 @@ def test_masking_holds_when_redis_is_down(app_ctx: Any, tmp_path: Path,
         assert stored(job_id)[-1] == "after ****"
     finally:
         stop_server(folder)
+
+
+LEAKY_SCRIPT = """
+import base64, os
+token = os.environ["DEPLOY_TOKEN"]
+print("prefix", token[:10], flush=True)
+print("middle", token[6:20], flush=True)
+print("basic", base64.b64encode(b"deploy:" + token.encode()).decode(), flush=True)
+print("urlsafe", base64.urlsafe_b64encode(b"xy" + token.encode()).decode().rstrip("="), flush=True)
+print("whole", token, flush=True)
+"""
+
+
+def test_a_deploy_script_printing_derived_forms_of_its_secret_is_masked_in_the_job_log(
+        app_ctx: Any, tmp_path: Path) -> None:
+    """The deploy job's own path: a real command driver, its secret set on the job's JobLog."""
+    script = tmp_path / "leak.py"
+    script.write_text(LEAKY_SCRIPT)
+    settings = {"kind": "command", "argv": [sys.executable, str(script)],
+                "secrets": {"DEPLOY_TOKEN": SECRET}}
+    job_id = new_job()
+    joblog = JobLog(job_id)
+    db.session.commit()
+    joblog.secrets = secrets_of(settings)
+    ctx = DeployContext(deployment_id=1, attempt=1, project="p", environment="qa",
+                        version="1.0.0", tag="v1.0.0", sha="0" * 40)
+    result = build_driver(settings).run(ctx, joblog, lambda: False)
+    assert result.outcome is Outcome.SUCCEEDED
+    lines = stored(job_id)
+    for label in ("prefix", "middle", "basic", "urlsafe", "whole"):
+        assert any(line.startswith(label + " ") and "****" in line for line in lines), lines
+    assert not any(run in line for line in lines for run in runs(SECRET)), lines
+    for before, form in ((7, base64.b64encode), (2, base64.urlsafe_b64encode)):
+        blob = form(b"\0" * before + SECRET.encode()).decode()
+        stable = runs(secret_chars(blob, before, len(SECRET)))
+        assert not any(run in line for line in lines for run in stable), lines
