@@ -39,7 +39,8 @@ def _once(sock: Path) -> Redis:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return Redis(unix_socket_path=str(sock), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    return Redis(unix_socket_path=str(sock), socket_connect_timeout=1, socket_timeout=2,
+                 retry=Retry(NoBackoff(), 0))
 
 
 def _ping(sock: Path) -> bool:
@@ -51,6 +52,29 @@ def _ping(sock: Path) -> bool:
         return bool(_once(sock).ping())
     except (RedisError, OSError):
         return False
+
+
+def is_answering(folder: str | os.PathLike[str]) -> bool:
+    """Whether the embedded server of this folder answers a ping now (one try, 1–2 s at most)."""
+    return _ping(_socket_path(Path(folder)))
+
+
+def server_pid(folder: str | os.PathLike[str]) -> int | None:
+    """The pid the embedded server of this folder wrote when it started (it may have died since)."""
+    try:
+        return int((Path(folder) / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process runs with this pid (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may itself hold some.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def executable() -> str:

@@ -4,7 +4,7 @@ Its `on_starting` hook runs once, in gunicorn's master before any web worker is 
 RELAPP_CONFIG is set it syncs that file, as `flask --app relapp config sync` does. A bad file
 stops the start with the same one-sentence error on stderr and exit status 1. Command-line
 options (`--workers`, `--bind`, ...) override the defaults below; `make run` (relapp.run)
-passes the same worker class and limits on its command line.
+passes the same worker class on its command line and keeps gunicorn's limits (named below).
 """
 
 from __future__ import annotations
