@@ -90,6 +90,9 @@ class Config:
         # Sign-in rate limit, per IP and per username; storage is the same Redis as the queue.
         self.RATELIMIT_LOGIN = text("RELAPP_LOGIN_LIMIT", "10 per minute")
         self.RATELIMIT_ENABLED = _bool(env.get("RELAPP_RATELIMIT"), True)
+        # With that Redis down, the same limits hold per process, in memory (Flask-Limiter logs
+        # "falling back to in-memory storage" once, and "recovered" when Redis answers again).
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         self.RATELIMIT_HEADERS_ENABLED = True
 
         # Deploy leases: a running deployment whose lease lapsed is failed as abandoned.
