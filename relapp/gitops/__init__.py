@@ -9,6 +9,10 @@ We call the git binary directly rather than through GitPython's keyword-to-optio
 translation, because that translation is where GitPython's option-injection
 advisories keep coming from; every argument here is spelled out and validated.
 
+Remote credentials are never stored: origin is the URL without userinfo, and a git process that
+talks to the remote gets them at run time from the variable named by the project's
+`remote_credentials_env` through a credential helper reading that process's environment.
+
 The rooms: `errors` (what can go wrong), `masking` (credentials out of text), `names`
 (validation before git sees a name), `process` (running git), `logformat` (the `git log`
 records) and `workspace` (the clone and what relapp does with it). Callers import from here.
