@@ -144,3 +144,21 @@ def test_the_cli_password_reset_ends_every_session(app):
     assert not _signed_in(_client_with(app, remember_token=remembered))
     missing = app.test_cli_runner().invoke(args=["users", "set-password", "nobody", "--password", "xxxx"])
     assert missing.exit_code == 1 and "no user named 'nobody'" in missing.output
+
+
+def test_an_admin_signs_a_user_out_everywhere_from_the_cli(app):
+    create_user("sam", "pass", "engineer")
+    create_user("kim", "pass", "engineer")
+    sam = _remembered_login(app, "sam")
+    kim = _remembered_login(app, "kim")
+    remembered = sam.get_cookie(REMEMBER).value
+    result = app.test_cli_runner().invoke(args=["users", "sign-out", "sam"])
+    assert result.exit_code == 0 and "Every session of sam is signed out." in result.output
+    assert not _signed_in(sam)
+    assert not _signed_in(_client_with(app, remember_token=remembered))
+    assert _signed_in(kim)  # only sam's sessions end
+    missing = app.test_cli_runner().invoke(args=["users", "sign-out", "nobody"])
+    assert missing.exit_code == 1 and "no user named 'nobody'" in missing.output
+    db.session.rollback()
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "user.sessions.end"))
+    assert event.actor == "cli" and event.target == "user:sam"
