@@ -42,7 +42,8 @@ def workspace(project: Project) -> gitops.Workspace:
     """relapp's own clone of the project's remote."""
     folder = Path(current_app.config["RELAPP_REPOS_DIR"]) / project.key
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return gitops.Workspace(folder, project.remote_url, timeout=current_app.config["RELAPP_GIT_TIMEOUT"])
+    return gitops.Workspace(folder, project.remote_url, timeout=current_app.config["RELAPP_GIT_TIMEOUT"],
+                            credentials_env=project.remote_credentials_env)
 
 
 def rules(project: Project) -> vs.TagRules:
