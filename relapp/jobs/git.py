@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from .. import gitops
 from ..domain import changelog as cl
-from ..extensions import db, write_transaction
+from ..extensions import db, in_write_transaction
 from ..models import Job, Release, utcnow
 from ..services import audit, train
 from ..services.release_retry import instead
@@ -30,23 +30,31 @@ logger = logging.getLogger(__name__)
 
 
 def _save(release: Release, **values: Any) -> None:
-    """Write release fields in a fresh write transaction (never on a stale read snapshot)."""
-    with write_transaction():
-        db.session.execute(update(Release).where(Release.id == release.id).values(**values))
+    """Write release fields in a write transaction of their own, retried if the database refuses
+    it (never on a stale read snapshot)."""
+    in_write_transaction(_update_release, release.id, values)
     db.session.refresh(release)
+
+
+def _update_release(release_id: int, values: dict[str, Any]) -> None:
+    db.session.execute(update(Release).where(Release.id == release_id).values(**values))
 
 
 def _mark_failed(release_id: int, action: str, sentence: str) -> None:
     """The release of a job that stopped is failed, unless something settled it meanwhile (a
     compare-and-set from pending); audited once, with the sentence the job ends with."""
     db.session.rollback()
-    with write_transaction():
-        changed = db.session.execute(update(Release).where(
-            Release.id == release_id, Release.state == "pending").values(state="failed")).rowcount
-        release = db.session.get(Release, release_id) if changed else None
-        if release is not None:
-            audit.record("relapp", action, project_id=release.project_id,
-                         target=f"release:{release.project.key}/{release.version}", detail=sentence)
+    in_write_transaction(_fail_release, release_id, action, sentence)
+
+
+def _fail_release(release_id: int, action: str, sentence: str) -> None:
+    """One (retried) write transaction: the compare-and-set and its audit event, or neither."""
+    changed = db.session.execute(update(Release).where(
+        Release.id == release_id, Release.state == "pending").values(state="failed")).rowcount
+    release = db.session.get(Release, release_id) if changed else None
+    if release is not None:
+        audit.record("relapp", action, project_id=release.project_id,
+                     target=f"release:{release.project.key}/{release.version}", detail=sentence)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from sqlalchemy import select, update
 
 from ..exceptions import NotFound
-from ..extensions import db, get_queue, write_transaction
+from ..extensions import db, get_queue, in_write_transaction
 from ..joblog import JobLog, LogLine, lines, publish
 from ..models import ACTIVE_DEPLOY_STATES, Deployment, Job, Release, User, utcnow
 
@@ -117,9 +117,12 @@ def dispatch(job: Job) -> bool:
     except (RedisError, OSError) as exc:
         log.warning("job %s stays in the outbox: Redis unavailable (%s)", job.id, exc.__class__.__name__)
         return False
-    db.session.execute(update(Job).where(Job.id == job.id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))
-    db.session.commit()
+    in_write_transaction(_mark_enqueued, job.id)
     return True
+
+
+def _mark_enqueued(job_id: int) -> None:
+    db.session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))
 
 
 def relay(*, older_than: float = 2.0, limit: int = 100) -> int:
@@ -153,9 +156,12 @@ def _pid_alive(pid: int) -> bool:
 def _worker_alive(connection: Any, name: str) -> bool:
     """Whether the RQ worker `name` still lives: on this machine its pid answers; elsewhere its
     heartbeat key has not expired (RQ lets it lapse about a minute after the worker stops)."""
-    pid, host = connection.hmget(f"rq:worker:{name}", "pid", "hostname")
+    key = f"rq:worker:{name}"
+    pid, host = connection.hmget(key, "pid", "hostname")
     if pid is None:
-        return False  # its heartbeat lapsed: the worker is gone
+        # Gone when its heartbeat lapsed; a key without a pid is a live worker whose registration
+        # Redis lost (flushed, restarted empty): its next heartbeat made the key again.
+        return bool(connection.exists(key))
     if (host.decode() if isinstance(host, bytes) else host) == socket.gethostname():
         return _pid_alive(int(pid))
     return True
@@ -213,14 +219,16 @@ def requeue_lost(*, limit: int = 100, now: datetime | None = None) -> int:
     try:
         rows = db.session.scalars(select(Job).where(Job.status == "queued", Job.enqueued_at.is_not(None))
                                   .order_by(Job.id).limit(limit)).all()
+        lost_queued = []
         for job in rows:
             state = _rq_state(connection, job.rq_id)
             if state == DEAD:
                 _forget(connection, job.rq_id)  # free its id for the new hand-over
             if state in (MISSING, DEAD):
-                db.session.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(enqueued_at=None))
-                count += 1
+                lost_queued.append(job.id)
         db.session.commit()
+        if lost_queued:
+            count += in_write_transaction(_back_to_outbox, lost_queued)
         grace = timedelta(seconds=float(current_app.config.get("RELAPP_LEASE_SECONDS") or 60))
         running = db.session.scalars(select(Job).where(
             Job.status == "running", Job.started_at < now - grace,
@@ -246,25 +254,37 @@ def requeue_lost(*, limit: int = 100, now: datetime | None = None) -> int:
     return count
 
 
-def _fail_lost(job_id: int, attempt: int, sentence: str) -> bool:
-    """End one lost running job as failed (fenced by the attempt seen); its release is failed too."""
+def _back_to_outbox(job_ids: list[int]) -> int:
+    """Queued jobs Redis lost wait for the relay again (unless they moved on meanwhile)."""
+    return int(db.session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == "queued")
+                                  .values(enqueued_at=None)).rowcount)
+
+
+def _end_lost(job_id: int, attempt: int, sentence: str) -> bool:
+    """One write transaction: the lost job failed (fenced by the attempt seen), its release too."""
     from . import audit
 
-    with write_transaction():
-        changed = db.session.execute(update(Job).where(
-            Job.id == job_id, Job.status == "running", Job.attempt == attempt).values(
-            status="failed", error=sentence, finished_at=utcnow())).rowcount
-        if not changed:
-            return False
-        job = db.session.get(Job, job_id)
-        assert job is not None
-        release_id = (job.payload or {}).get("release_id") if job.kind in RELEASE_JOBS else None
-        if release_id is not None and db.session.execute(update(Release).where(
-                Release.id == release_id, Release.state == "pending").values(state="failed")).rowcount:
-            release = db.session.get(Release, release_id)
-            assert release is not None
-            audit.record("relapp", RELEASE_JOBS[job.kind], project_id=release.project_id,
-                         target=f"release:{release.project.key}/{release.version}", detail=sentence)
+    changed = db.session.execute(update(Job).where(
+        Job.id == job_id, Job.status == "running", Job.attempt == attempt).values(
+        status="failed", error=sentence, finished_at=utcnow())).rowcount
+    if not changed:
+        return False
+    job = db.session.get(Job, job_id)
+    assert job is not None
+    release_id = (job.payload or {}).get("release_id") if job.kind in RELEASE_JOBS else None
+    if release_id is not None and db.session.execute(update(Release).where(
+            Release.id == release_id, Release.state == "pending").values(state="failed")).rowcount:
+        release = db.session.get(Release, release_id)
+        assert release is not None
+        audit.record("relapp", RELEASE_JOBS[job.kind], project_id=release.project_id,
+                     target=f"release:{release.project.key}/{release.version}", detail=sentence)
+    return True
+
+
+def _fail_lost(job_id: int, attempt: int, sentence: str) -> bool:
+    """End one lost running job as failed, with a log line and a status event for its stream."""
+    if not in_write_transaction(_end_lost, job_id, attempt, sentence):
+        return False
     log.warning("job %s: %s", job_id, sentence)
     try:
         joblog = JobLog(job_id)
