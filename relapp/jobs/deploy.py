@@ -221,9 +221,7 @@ def deploy(job: Job, joblog: Any) -> None:
                                   f"The driver stopped unexpectedly ({exc.__class__.__name__}).")
             joblog(result.message)
         record.forget()
-    _conclude(job_id, deployment_id, attempt, project_id, kind, guard, result, joblog)
-    if guard.reason is None and result.outcome is Outcome.SUCCEEDED:
-        _known_again(env_id)
+    _conclude(job_id, deployment_id, attempt, project_id, env_id, kind, guard, result, joblog)
 
 
 def _rejected(deployment_id: int, attempt: int, joblog: Any) -> JobFailed:
@@ -234,8 +232,8 @@ def _rejected(deployment_id: int, attempt: int, joblog: Any) -> JobFailed:
                      f"(it is {status}); its result was not recorded.")
 
 
-def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, kind: str,
-              guard: Lease, result: DriverResult, joblog: Any) -> None:
+def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, env_id: int,
+              kind: str, guard: Lease, result: DriverResult, joblog: Any) -> None:
     """Write the outcome, fenced by attempt; raise JobFailed when the deploy did not succeed."""
     db.session.rollback()
     if guard.reason == "lost":
@@ -266,8 +264,8 @@ def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, ki
         raise _rejected(deployment_id, attempt, joblog)
 
     status = "succeeded" if result.outcome is Outcome.SUCCEEDED else "failed"
-    if not finish(deployment_id, attempt, status, result.message, actor=WORKER,
-                  action="deploy.finish", project_id=project_id):
+    if not in_write_transaction(_finish, deployment_id, attempt, status, result.message,
+                                project_id, env_id):
         raise _rejected(deployment_id, attempt, joblog)
     publish(job_id, {"type": "deployment", "deployment": deployment_id, "status": status})
     joblog(f"deployment {deployment_id} {status}")
@@ -299,12 +297,16 @@ def _clear_unknown(env_id: int) -> None:
         .values(unknown_reason=None, unknown_since=None))
 
 
-def _known_again(env_id: int) -> None:
-    """A successful deploy says what runs there again: the environment is no longer unknown."""
-    try:
-        in_write_transaction(_clear_unknown, env_id)
-    except OperationalError:
-        log.warning("environment %s: could not clear its unknown state", env_id)
+def _finish(deployment_id: int, attempt: int, status: str, message: str, project_id: int,
+            env_id: int) -> bool:
+    """Record the outcome (fenced); a success also ends the environment's unknown state, in the
+    same transaction: what runs there is known again."""
+    if not finish(deployment_id, attempt, status, message, actor=WORKER, action="deploy.finish",
+                  project_id=project_id):
+        return False
+    if status == "succeeded":
+        _clear_unknown(env_id)
+    return True
 
 
 def _check_drift_soon(deployment_id: int) -> None:
