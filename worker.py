@@ -32,26 +32,43 @@ log = logging.getLogger("relapp.worker")
 
 
 def maintain(parent: int) -> int:
-    """Reap, requeue and relay every interval until the worker that started us is gone."""
+    """Reap, requeue and relay every interval until the worker that started us is gone.
+
+    A pass the database refused for a moment (busy, a dropped connection) is tried again after
+    a second rather than a whole interval: every write of the reaper is fenced, so a pass that
+    stopped halfway is simply done again.
+    """
+    from sqlalchemy.exc import DBAPIError
+
     from relapp import create_app
-    from relapp.extensions import db
+    from relapp.extensions import CONTENDED, db, retryable
     from relapp.jobs.schedule import ensure_scheduled
     from relapp.services.reaper import reap
 
     app = create_app()
     interval = float(app.config.get("RELAPP_REAPER_INTERVAL") or 15)
+    CONTENDED.set(True)  # the web server and the jobs write meanwhile
     with app.app_context():
         while os.getppid() == parent:
+            pause = interval
             try:
                 reap()
                 # Train slots and the drift tick live in Redis: rebuild them if Redis lost them.
                 ensure_scheduled()
+            except DBAPIError as exc:
+                db.session.rollback()
+                if retryable(exc):
+                    log.info("maintenance pass: the database refused it for now (%s); again soon",
+                             exc.orig.__class__.__name__)
+                    pause = min(interval, 1.0)
+                else:
+                    log.exception("maintenance pass failed")
             except Exception:  # a failed pass is logged and retried next interval
                 log.exception("maintenance pass failed")
                 db.session.rollback()
             finally:
                 db.session.remove()
-            time.sleep(interval)
+            time.sleep(pause)
     return 0
 
 

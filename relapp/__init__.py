@@ -5,18 +5,64 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from config import Config
 
-from .extensions import SQLITE_IMMEDIATE, csrf, db, htmx, limiter, login_manager, migrate
+from .extensions import (
+    CONTENDED,
+    SQLITE_IMMEDIATE,
+    backoff,
+    csrf,
+    db,
+    htmx,
+    limiter,
+    login_manager,
+    migrate,
+    retryable,
+)
 
 log = logging.getLogger(__name__)
+
+# Requests that only read: their view may run again when the database refused it for a moment.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ATTEMPTS = 5
+# Where a SQLite transaction stands (kept on the connection): DEFERRED and not read yet, DEFERRED
+# and read (a write now is an upgrade SQLite may refuse at once), or IMMEDIATE.
+_TX = "relapp.sqlite_transaction"
+_DEFERRED, _READ, _IMMEDIATE = "deferred", "read", "immediate"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class Relapp(Flask):
+    """Flask, running a read-only request's view again when the database refused it for a moment
+    (SQLite busy, a PostgreSQL serialization failure, a dropped connection): such a request gets
+    its answer a little later instead of a 503. A state-changing request is not run twice; on
+    SQLite it took the write lock at its first statement and waits its turn there."""
+
+    def dispatch_request(self) -> ResponseReturnValue:
+        """The view's answer, with up to READ_ATTEMPTS tries for a request that only reads."""
+        if request.method not in SAFE_METHODS:
+            return super().dispatch_request()
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return super().dispatch_request()
+            except DBAPIError as exc:
+                if attempt >= READ_ATTEMPTS or not retryable(exc):
+                    raise
+                db.session.rollback()
+                log.info("%s %s: the database refused it (%s); try %d of %d", request.method,
+                         request.path, exc.orig.__class__.__name__, attempt + 1, READ_ATTEMPTS)
+            time.sleep(backoff(attempt))
+        raise AssertionError("unreachable")  # the last try returned or raised
 
 
 def _secret_key(instance: Path) -> str:
@@ -39,7 +85,12 @@ def normalise_database_url(url: str) -> str:
 
 def _sqlite_pragmas(engine: Engine) -> None:
     """WAL, a busy timeout, and BEGIN IMMEDIATE for write transactions (see SQLITE_IMMEDIATE):
-    concurrent writers wait their turn instead of failing."""
+    concurrent writers wait their turn instead of failing. And the check of the rule that makes
+    this hold: a write in a DEFERRED transaction that has already read is logged as a warning
+    naming the statement, once per statement and process, in a request, a job or the worker's
+    maintenance loop (SQLite refuses that upgrade at once when another writer committed since
+    the read began; such a write belongs in `in_write_transaction()`)."""
+    warned: set[str] = set()
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -52,15 +103,46 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if SQLITE_IMMEDIATE.get() else "BEGIN")
+        immediate = SQLITE_IMMEDIATE.get()
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.info[_TX] = _IMMEDIATE if immediate else _DEFERRED
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _end(connection: Any) -> None:
+        connection.info.pop(_TX, None)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _watch(connection: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any,
+               _executemany: bool) -> None:
+        state = connection.info.get(_TX)
+        if state is None or state == _IMMEDIATE:
+            return
+        verb = statement.lstrip()[:7].upper()
+        if verb.startswith(_WRITES):
+            if state == _READ:
+                key = statement[:120]
+                contended = CONTENDED.get() or has_request_context()
+                if contended and key in warned:
+                    return
+                if contended:
+                    warned.add(key)
+                log.log(logging.WARNING if contended else logging.DEBUG,
+                        "SQLite: a write in a read transaction (it began DEFERRED and has read; "
+                        "under another writer SQLite refuses it at once): %s. Write through "
+                        "in_write_transaction().", " ".join(key.split()))
+            else:
+                connection.info[_TX] = _IMMEDIATE  # its first statement wrote: it holds the lock
+        elif verb.startswith(("SELECT", "WITH")):
+            connection.info[_TX] = _READ
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, extensions, blueprints, error handlers and CLI commands."""
     settings = Config()
     instance_path = (test_config or {}).get("INSTANCE_PATH") or settings.RELAPP_INSTANCE
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=str(Path(instance_path).resolve()) if instance_path else None)
+    app = Relapp(__name__, instance_relative_config=True,
+                 instance_path=str(Path(instance_path).resolve()) if instance_path else None)
     app.config.from_object(settings)
     if test_config:
         app.config.update(test_config)

@@ -58,6 +58,10 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # writer committed since the read began. relapp.create_app logs a warning naming the statement
 # when it happens, and retries a GET whose read was refused an upgrade.
 SQLITE_IMMEDIATE: ContextVar[bool] = ContextVar("relapp_sqlite_immediate", default=False)
+# Set where other processes surely write at the same moment: in jobs and the maintenance loop
+# (requests are known by their request context). A write in a read transaction is logged there as
+# a warning; elsewhere (start-up, admin commands) at debug level.
+CONTENDED: ContextVar[bool] = ContextVar("relapp_contended", default=False)
 # Set inside in_write_transaction() / write_transaction(): an inner one joins the outer one (the
 # outer commits, and retries the whole), instead of committing half of the outer's work.
 _IN_WRITE: ContextVar[bool] = ContextVar("relapp_in_write_transaction", default=False)

@@ -2,6 +2,8 @@
 
 Every job row runs through `run(job_id)`: it claims the row (queued → running) with a
 compare-and-set so a job handed to Redis twice runs once, then calls the handler of its kind.
+Every write of a job runs in a retried write transaction (`in_write_transaction`): on SQLite it
+takes the write lock up front, and a busy database is waited for and tried again, never a crash.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import update
 
-from ..extensions import db, write_transaction
+from ..extensions import CONTENDED, db, in_write_transaction
 from ..joblog import JobLog, publish
 from ..models import Job, utcnow
 
@@ -57,8 +59,12 @@ def job_context() -> Iterator[Flask]:
         raise RuntimeError("relapp jobs run inside the app context that worker.py pushes; "
                            "start the worker with `python worker.py`.")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    with app.app_context():
-        yield app
+    contended = CONTENDED.set(True)  # requests and other jobs write meanwhile
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        CONTENDED.reset(contended)
 
 
 def _handler(kind: str) -> Handler:
@@ -71,12 +77,7 @@ def _handler(kind: str) -> Handler:
 def run(job_id: int) -> str:
     """Claim and run one job row; a second delivery of the same job does nothing."""
     with job_context():
-        with write_transaction():
-            claimed = db.session.execute(
-                update(Job).where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", attempt=Job.attempt + 1, started_at=utcnow())
-            ).rowcount
-        if not claimed:
+        if not in_write_transaction(_claim, job_id):
             return "skipped: not queued"
         job = db.session.get(Job, job_id)
         assert job is not None
@@ -100,11 +101,20 @@ def run(job_id: int) -> str:
         return "succeeded"
 
 
+def _claim(job_id: int) -> bool:
+    return bool(db.session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued")
+        .values(status="running", attempt=Job.attempt + 1, started_at=utcnow())).rowcount)
+
+
+def _end(job_id: int, status: str, error: str | None) -> None:
+    db.session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                       .values(status=status, error=error, finished_at=utcnow()))
+
+
 def _finish(job_id: int, status: str, error: str | None) -> None:
     db.session.rollback()
-    with write_transaction():
-        db.session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
-                           .values(status=status, error=error, finished_at=utcnow()))
+    in_write_transaction(_end, job_id, status, error)
     publish(job_id, {"type": "status", "status": status, "error": error})
 
 

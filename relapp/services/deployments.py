@@ -3,26 +3,29 @@
 The database is the record of truth. A deployment, its job (the outbox row) and its audit event are
 committed in one transaction and handed to Redis only after the commit; the partial unique index
 `uq_deployments_active_env` is the real guard against two active deploys in one environment.
+What a job, the reaper or a CD system's report writes runs in a retried write transaction
+(`in_write_transaction`), so a busy database delays a deploy's record and never loses it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import semver
 from flask import current_app
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..domain import pipeline
 from ..domain.pipeline import Role
 from ..drivers import verify
 from ..drivers.webhook import SIGNATURE_HEADER
 from ..exceptions import Conflict, Forbidden, NotFound, ServiceError
-from ..extensions import db
+from ..extensions import backoff, db, in_write_transaction, retryable
 from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
 from . import audit
 from .projects import get_environment
@@ -253,7 +256,16 @@ def request_deploy(project: Project, release: Release, env_name: str, actor: Use
 def finish(deployment_id: int, attempt: int, status: str, message: str | None, *,
            actor: User | str | None, action: str, project_id: int | None,
            only_waiting: bool = False) -> bool:
-    """End a running deployment, fenced by its attempt; False (nothing written) when stale."""
+    """End a running deployment, fenced by its attempt; False (nothing written) when stale.
+
+    Its own retried write transaction (it joins one the caller runs)."""
+    return in_write_transaction(_finish, deployment_id, attempt, status, message, actor=actor,
+                                action=action, project_id=project_id, only_waiting=only_waiting)
+
+
+def _finish(deployment_id: int, attempt: int, status: str, message: str | None, *,
+            actor: User | str | None, action: str, project_id: int | None,
+            only_waiting: bool) -> bool:
     now = utcnow()
     query = update(Deployment).where(Deployment.id == deployment_id,
                                       Deployment.attempt == attempt,
@@ -264,35 +276,47 @@ def finish(deployment_id: int, attempt: int, status: str, message: str | None, *
         status=status, message=message, finished_at=now, lease_until=None,
         waiting_until=None)).rowcount
     if not changed:
-        db.session.rollback()
         return False
     audit.record(actor, action, project_id=project_id, target=f"deployment:{deployment_id}",
                  before={"status": "running", "attempt": attempt},
                  after={"status": status, "attempt": attempt, "message": message})
-    db.session.commit()
     return True
 
 
+LOG_LINE_ATTEMPTS = 5
+
+
 def write_line(joblog: Any, line: str) -> None:
-    """Write a log line even when another process wrote to the same job log meanwhile.
+    """Write a log line even when another process wrote to the same job log meanwhile, or the
+    database was busy a moment.
 
     JobLog numbers lines from a counter it read once; a report, a cancel or the reaper may add a
     line to a running job's log from another process, and then the next number is taken. On that
-    conflict, catch up with the stored numbering and write again.
+    conflict, catch up with the stored numbering and write again; on a busy database (or a
+    dropped connection) also, after a short pause. A line that cannot be stored after a few
+    tries is logged and skipped: the deploy's own record is what must not be lost.
     """
-    from sqlalchemy import func
-
     from ..models import JobLogLine
 
-    for _ in range(5):
+    for attempt in range(1, LOG_LINE_ATTEMPTS + 1):
         try:
             joblog.write(line)
             return
         except IntegrityError:
+            pass
+        except DBAPIError as exc:
+            if not retryable(exc):
+                raise
+            time.sleep(backoff(attempt))
+        try:
             with db.engine.connect() as conn:
                 joblog.seq = conn.execute(select(func.max(JobLogLine.seq)).where(
                     JobLogLine.job_id == joblog.job_id)).scalar() or 0
-    log.warning("job %s: could not store a log line after 5 tries", joblog.job_id)
+        except DBAPIError as exc:
+            if not retryable(exc):
+                raise
+    log.warning("job %s: could not store a log line after %d tries", joblog.job_id,
+                LOG_LINE_ATTEMPTS)
 
 
 def append_log(job_id: int | None, line: str, event: dict[str, Any] | None = None) -> None:
@@ -302,8 +326,8 @@ def append_log(job_id: int | None, line: str, event: dict[str, Any] | None = Non
     from ..joblog import JobLog, publish
 
     joblog = JobLog(job_id)
-    # JobLog read its last sequence number through the session; end that read before the
-    # log line's own connection writes (SQLite takes the write lock at BEGIN).
+    # JobLog read its last sequence number through the session; end that read before the log
+    # line's own connection writes (SQLite takes the write lock at BEGIN).
     db.session.commit()
     write_line(joblog, line)
     if event is not None:
@@ -388,9 +412,23 @@ def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) ->
                        f"nothing to cancel.", code="not_active")
     reason = _reason(reason, "reason")
     message = f"cancelled by {actor.username}" + (f": {reason}" if reason else "")
+    deployment_id, job_id = deployment.id, deployment.job_id
+    before = {"status": deployment.status, "attempt": deployment.attempt}
+    outcome = in_write_transaction(_cancel, deployment_id, deployment.attempt, job_id,
+                                   release.project_id, actor, message, before)
+    if outcome == "cancelled":
+        append_log(job_id, message, {"type": "deployment", "deployment": deployment_id,
+                                     "status": "cancelled"})
+    elif outcome == "requested":
+        append_log(job_id, f"{message}; stopping the deploy")
+    db.session.expire_all()
+    return get_deployment(deployment_id)
+
+
+def _cancel(deployment_id: int, attempt: int, job_id: int | None, project_id: int, actor: User,
+            message: str, before: dict[str, Any]) -> str:
+    """The writes of `cancel`: "cancelled", "requested" (a running driver will stop) or ""."""
     now = utcnow()
-    deployment_id, job_id, attempt = deployment.id, deployment.job_id, deployment.attempt
-    before = {"status": deployment.status, "attempt": attempt}
     done = db.session.execute(update(Deployment).where(
         Deployment.id == deployment_id, Deployment.status == "queued").values(
         status="cancelled", message=message, finished_at=now)).rowcount
@@ -405,27 +443,21 @@ def cancel(deployment: Deployment, actor: User, *, reason: str | None = None) ->
         if job_id is not None:
             db.session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
                 status="cancelled", error=message, finished_at=now))
-        audit.record(actor, "deploy.cancel", project_id=release.project_id,
+        audit.record(actor, "deploy.cancel", project_id=project_id,
                      target=f"deployment:{deployment_id}", before=before,
                      after={"status": "cancelled"}, detail=message)
-        db.session.commit()
-        append_log(job_id, message, {"type": "deployment", "deployment": deployment_id,
-                                     "status": "cancelled"})
-    else:
-        # A driver is running: its job polls this flag, stops its process group and then
-        # records the deployment as cancelled itself, so the environment is never freed early.
-        changed = db.session.execute(update(Deployment).where(
-            Deployment.id == deployment_id, Deployment.status == "running",
-            Deployment.cancel_requested_at.is_(None)).values(cancel_requested_at=now)).rowcount
-        if changed:
-            audit.record(actor, "deploy.cancel_request", project_id=release.project_id,
-                         target=f"deployment:{deployment_id}", before=before,
-                         after={"status": "running", "cancel_requested": True}, detail=message)
-        db.session.commit()
-        if changed:
-            append_log(job_id, f"{message}; stopping the deploy")
-    db.session.expire_all()
-    return get_deployment(deployment_id)
+        return "cancelled"
+    # A driver is running: its job polls this flag, stops its process group and then records
+    # the deployment as cancelled itself, so the environment is never freed early.
+    changed = db.session.execute(update(Deployment).where(
+        Deployment.id == deployment_id, Deployment.status == "running",
+        Deployment.cancel_requested_at.is_(None)).values(cancel_requested_at=now)).rowcount
+    if not changed:
+        return ""
+    audit.record(actor, "deploy.cancel_request", project_id=project_id,
+                 target=f"deployment:{deployment_id}", before=before,
+                 after={"status": "running", "cancel_requested": True}, detail=message)
+    return "requested"
 
 
 # -- locks and freezes ------------------------------------------------------------------------
