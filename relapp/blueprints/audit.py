@@ -9,11 +9,11 @@ from flask import Blueprint, render_template, request
 from flask_login import login_required
 
 from ..domain.secretmask import redact_value
-from ..exceptions import ServiceError
 from ..services import audit
 from ..services.evidence import evidence as evidence_of
 from ..services.projects import get_project, issue_url, projects
 from ..templating import render_page
+from .converters import int_arg
 
 bp = Blueprint("audit", __name__)
 
@@ -37,12 +37,10 @@ def redact_urls_filter(value: Any) -> Any:
 def index() -> Any:
     """Audit events newest first, filtered by project, action, actor and dates; keyset pages."""
     filters = audit.parse_audit_filters(request.args)
-    before_text = request.args.get("before", "")
-    if before_text and not before_text.isdigit():
-        raise ServiceError("'before' is an audit event id (a number).")
-    page = audit.events(filters, before=int(before_text) if before_text else None)
+    before = int_arg("before", None, low=1)
+    page = audit.events(filters, before=before)
     return render_page("audit/index.html", "audit_log", page=page, filters=filters,
-                       before=before_text, projects=projects(), actions=audit.known_actions())
+                       before="" if before is None else str(before), projects=projects(), actions=audit.known_actions())
 
 
 @bp.get("/releases/<project_key>/<version>/evidence")

@@ -65,6 +65,11 @@ def test_a_bad_date_is_a_sentence_not_a_500(app, history):
     assert response.status_code == 400
     assert "is not a date like 2026-03-01" in response.get_data(as_text=True)
     assert signed_in(app, "vic").get("/audit?before=abc").status_code == 400
+    # Beyond any id (2^63 overflowed SQLite's driver, 2^31 PostgreSQL's integer): a sentence.
+    for huge in (2**63, 2**31):
+        page = signed_in(app, "vic").get(f"/audit?before={huge}")
+        assert page.status_code == 400
+        assert "is out of range: it must be between 1 and" in page.get_data(as_text=True)
 
 
 def test_htmx_filter_gets_the_rows_fragment(app, history):
