@@ -70,7 +70,7 @@ def counts() -> dict[str, int]:
     return found
 
 
-def test_a_dropped_connection_mid_request_answers_503_writes_nothing_and_the_next_request_succeeds(
+def test_a_dropped_connection_mid_request_answers_503_or_succeeds_and_writes_nothing_half(
         app, demo_project, backend) -> None:
     client = app.test_client()
     before = counts()
@@ -78,20 +78,24 @@ def test_a_dropped_connection_mid_request_answers_503_writes_nothing_and_the_nex
         answer = client.post("/api/v1/projects/demo/releases", json={"ref": "main"},
                              headers=demo_project.headers())
     assert killed, "no backend was terminated"
-    assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
-    assert answer.get_json()["status"] == 503
     assert "Traceback" not in answer.get_data(as_text=True)
-    # The release row was inserted before the drop, in the same transaction: none is left.
-    assert counts() == before
-
-    again = client.post("/api/v1/projects/demo/releases", json={"ref": "main"},
-                        headers=demo_project.headers())
-    assert again.status_code == 202, again.get_json()
-    body = again.get_json()
-    assert body["version"] == "1.3.0"  # the failed request took no number
+    if answer.status_code == 503:
+        assert answer.mimetype == "application/problem+json" and answer.get_json()["status"] == 503
+        # The release row was inserted before the drop, in the same transaction: none is left.
+        assert counts() == before
+        answer = client.post("/api/v1/projects/demo/releases", json={"ref": "main"},
+                             headers=demo_project.headers())
+    # Answered at once (its transaction run again) or on the next request: one cut, one job.
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["version"] == "1.3.0"  # a refused attempt took no number
     after = counts()
     assert (after["Release"], after["Job"]) == (before["Release"] + 1, before["Job"] + 1)
     assert after["AuditEvent"] > before["AuditEvent"]
+    # Every pooled connection was ended too: the next request gets a live one (pool_pre_ping).
+    with drop_connections_at(backend["database"], "SELECT") as killed_again:
+        listed = client.get("/api/v1/projects", headers=demo_project.headers())
+    assert killed_again and listed.status_code in (200, 503)
+    assert client.get("/api/v1/projects", headers=demo_project.headers()).status_code == 200
 
 
 def test_a_dropped_connection_mid_job_is_retried_and_the_job_ends_once(app_ctx, demo_project, backend) -> None:
