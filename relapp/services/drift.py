@@ -115,6 +115,8 @@ def parse_version(body: bytes, content_type: str = "") -> str:
     if "json" in content_type.lower() or text.startswith("{"):
         try:
             data = json.loads(text)
+        except RecursionError:  # a hostile version URL: JSON nested beyond the parser's depth
+            raise CheckFailed("the answer is JSON nested too deeply to be a version") from None
         except ValueError:
             raise CheckFailed("the answer looks like JSON but is not valid JSON") from None
         if not isinstance(data, dict) or "version" not in data:
