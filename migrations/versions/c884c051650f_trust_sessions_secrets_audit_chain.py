@@ -10,6 +10,8 @@
   can kill everything it started when the worker died.
 - audit_events.prev_hash / hash: the hash chain; events recorded before it are chained here.
 - installation: one row, the installation's id (prefix of its RQ job ids).
+- PostgreSQL also refuses TRUNCATE on audit_events (UPDATE and DELETE were refused already);
+  SQLite has no TRUNCATE, and its DELETE trigger covers a delete without WHERE.
 
 Revision ID: c884c051650f
 Revises: 3b1f0c2d9e41
@@ -49,6 +51,11 @@ def upgrade():
     )
     op.bulk_insert(installation, [{"id": 1, "uid": secrets.token_hex(4)}])
     _chain_existing_events()
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("""
+            CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+            FOR EACH STATEMENT EXECUTE FUNCTION relapp_audit_append_only()
+        """)
 
 
 def _chain_existing_events():
@@ -90,6 +97,7 @@ def downgrade():
     op.drop_table("installation")
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:
+        op.execute("DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events")
         op.drop_column("audit_events", "hash")
         op.drop_column("audit_events", "prev_hash")
     else:
