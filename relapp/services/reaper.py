@@ -85,27 +85,39 @@ def _fail_row(deployment_id: int, attempt: int, job_id: int | None, environment_
     return True
 
 
-def _fail(deployment: Deployment, message: str, action: str, *, was: str,
+# A line for a job's log: (job id, line, the deployment's event or None, the job's error or None)
+Note = tuple[int | None, str, dict[str, Any] | None, str | None]
+
+
+def _fail(deployment: Deployment, message: str, action: str, notes: list[Note], *, was: str,
           unknown: bool = False, fence: list[Any] | None = None) -> bool:
     """Fail one deployment fenced by the attempt and status we saw (and `fence`, conditions
     that must still hold, such as a lease still expired); fail its job too; with `unknown`,
-    mark its environment unknown in the same transaction."""
+    mark its environment unknown in the same transaction. Its log line goes to `notes`."""
     deployment_id, job_id = deployment.id, deployment.job_id
     if not in_write_transaction(_fail_row, deployment_id, deployment.attempt, job_id,
                                 deployment.environment_id, deployment.release_id, message,
                                 action, was, unknown, fence or []):
         return False
-    try:
-        append_log(job_id, f"{REAPER}: {message}",
-                   {"type": "deployment", "deployment": deployment_id, "status": "failed"})
-        if job_id is not None:
-            from ..joblog import publish
-
-            publish(job_id, {"type": "status", "status": "failed", "error": message})
-    except Exception:  # the record is written; the live feed is best effort
-        db.session.rollback()
-        log.exception("reaper: could not log the end of deployment %s", deployment_id)
+    notes.append((job_id, f"{REAPER}: {message}",
+                  {"type": "deployment", "deployment": deployment_id, "status": "failed"},
+                  message))
     return True
+
+
+def _announce(notes: list[Note]) -> None:
+    """Write the pass's log lines once every record is written: someone who reads a reaper's
+    line finds the state it reports."""
+    from ..joblog import publish
+
+    for job_id, line, event, error in notes:
+        try:
+            append_log(job_id, line, event)
+            if job_id is not None and error is not None:
+                publish(job_id, {"type": "status", "status": "failed", "error": error})
+        except Exception:  # the record is written; the live feed is best effort
+            db.session.rollback()
+            log.exception("reaper: could not log %r to job %s", line, job_id)
 
 
 def _stamp(moment: datetime | None) -> str:
@@ -122,13 +134,15 @@ _SAID = {"stopped": "stopped the deploy's processes (SIGTERM)",
          "killed": "killed the deploy's processes (SIGKILL: they outlived SIGTERM)"}
 
 
-def stop_leftover_processes() -> dict[int, str]:
+def stop_leftover_processes(notes: list[Note] | None = None) -> dict[int, str]:
     """Stop the recorded process group of each deployment on this host that has ended (the
     reaper failed it, or its job died before clearing the record), then clear the record.
 
     Running deployments are left alone: their job still supervises the command. Groups are
-    signalled only when recognisably the deploy's (see the module's docstring).
+    signalled only when recognisably the deploy's (see the module's docstring). Log lines go to
+    `notes` when given, else straight to the job's log.
     """
+    pending: list[Note] = [] if notes is None else notes
     host = socket.gethostname()
     rows = db.session.execute(
         select(Deployment.id, Deployment.job_id, Deployment.process_group, Project.key,
@@ -147,14 +161,12 @@ def stop_leftover_processes() -> dict[int, str]:
         if outcome in _SAID:
             log.warning("reaper: deployment %s: %s (process group %s)", deployment_id,
                         _SAID[outcome], pgid)
-            try:
-                append_log(job_id, f"{REAPER}: {_SAID[outcome]}")
-            except Exception:  # the processes are stopped; the log line is best effort
-                db.session.rollback()
-                log.exception("reaper: could not log the stop of deployment %s", deployment_id)
+            pending.append((job_id, f"{REAPER}: {_SAID[outcome]}", None, None))
         elif outcome in ("not ours", "refused"):
             log.warning("reaper: deployment %s: process group %s is no longer the deploy's "
                         "(%s); left alone", deployment_id, pgid, outcome)
+    if notes is None:
+        _announce(pending)
     return done
 
 
@@ -162,13 +174,14 @@ def reap(now: datetime | None = None) -> ReapReport:
     """One pass: fail abandoned and timed-out deployments, then requeue and relay lost jobs."""
     now = now or utcnow()
     report = ReapReport()
+    notes: list[Note] = []
     expired = db.session.scalars(select(Deployment).where(
         Deployment.status == "running", Deployment.lease_until.is_not(None),
         Deployment.lease_until < now).order_by(Deployment.id)).all()
     for deployment in expired:
         message = (f"abandoned: the worker stopped reporting (lease expired at "
                    f"{_stamp(deployment.lease_until)})")
-        if _fail(deployment, message, "deploy.abandoned", was="running", unknown=True,
+        if _fail(deployment, message, "deploy.abandoned", notes, was="running", unknown=True,
                  fence=[Deployment.lease_until < now]):
             report.abandoned.append(deployment.id)
 
@@ -179,7 +192,7 @@ def reap(now: datetime | None = None) -> ReapReport:
         kind = (deployment.environment.driver or {}).get("kind")
         who = "someone to mark it done" if kind == "manual" else "the CD system to report back"
         message = f"timed out waiting for {who} (waited until {_stamp(deployment.waiting_until)})"
-        if _fail(deployment, message, "deploy.timed_out", was="running",
+        if _fail(deployment, message, "deploy.timed_out", notes, was="running",
                  fence=[Deployment.waiting_until < now]):
             report.timed_out.append(deployment.id)
 
@@ -193,10 +206,11 @@ def reap(now: datetime | None = None) -> ReapReport:
         | ((Job.status == "running") & (Job.started_at < stale))).order_by(Deployment.id)).all()
     for deployment in orphans:
         message = "abandoned: its job ended before the deploy started"
-        if _fail(deployment, message, "deploy.abandoned", was="queued"):
+        if _fail(deployment, message, "deploy.abandoned", notes, was="queued"):
             report.orphaned.append(deployment.id)
     db.session.commit()
-    report.stopped = stop_leftover_processes()
+    report.stopped = stop_leftover_processes(notes)
+    _announce(notes)
 
     report.requeued = requeue_lost()
     report.relayed = relay()

@@ -30,6 +30,7 @@ from relapp.models import AuditEvent, Deployment, Environment, utcnow
 from relapp.services.reaper import reap
 from tests.conftest import csrf_token, run_worker_burst, signed_in
 
+from . import test_crash
 from .test_crash import alive, children, log_of, reload, start_worker, tree_of, wait_for
 
 UNKNOWN = "unknown: last deploy abandoned"
@@ -276,7 +277,11 @@ def test_a_command_that_ignores_sigterm_is_killed_after_its_worker_died(
         assert_abandoned_and_unknown(app, shop, deployment_id)
 
 
-def test_a_command_that_ignores_sigterm_is_killed_on_cancel(app, shop, worker_env, tmp_path):
+def test_a_command_that_ignores_sigterm_is_killed_on_cancel(app, shop, worker_env, tmp_path,
+                                                            monkeypatch):
+    # Nothing renews the lease while the driver waits out its kill grace (5 s): the lease must
+    # be longer, or the reaper would abandon the deploy being cancelled (at 60 s by default).
+    monkeypatch.setattr(test_crash, "LEASE", "10")
     with holding_deploy(shop, worker_env, tmp_path, mode="ignore") as (
             _worker, deployment_id, job_id, script, child):
         response = shop.post(f"/api/v1/deployments/{deployment_id}/cancel", "rita")
