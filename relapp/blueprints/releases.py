@@ -25,6 +25,7 @@ from ..services.decisions import record_decision
 from ..services.deployments import request_deploy
 from ..services.jobs_read import get_job
 from ..services.projects import get_project
+from ..services.queue import stream_state
 from ..templating import render_page
 from .links import adoption_link
 
@@ -219,7 +220,8 @@ def hotfix(project: str, version: str) -> Any:
 def job(job_id: int) -> Any:
     """A job's facts and its log, which streams live while the job runs and replays on reload."""
     row, lines = get_job(job_id)
-    return render_template("jobs/show.html", job=row, lines=lines,
+    # A webhook or manual deploy's job ends at the hand-off: the page follows its deployment.
+    return render_template("jobs/show.html", job=row, lines=lines, followed=stream_state(job_id),
                            last_seq=lines[-1].seq if lines else 0)
 
 

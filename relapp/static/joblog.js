@@ -17,6 +17,16 @@
     }
   }
 
+  function setDeployment(status, message) {
+    const badge = document.getElementById("deployment-status");
+    if (badge && status) {
+      badge.textContent = status;
+      badge.className = "badge " + status;
+    }
+    const note = document.getElementById("deployment-message");
+    if (note && message) note.textContent = message;
+  }
+
   function follow(box) {
     if (box.dataset.finished === "1" || !window.EventSource) return;
     const state = document.getElementById("joblog-state");
@@ -44,10 +54,21 @@
       setStatus(data.status, data.error);
       if (state && !FINISHED.includes(data.status)) state.textContent = "live · " + data.status;
     });
+    // A deploy handed to a CD system or a person: its job has ended, its deployment goes on.
+    source.addEventListener("deployment", (event) => {
+      const data = JSON.parse(event.data);
+      setDeployment(data.status, data.message);
+      if (state && !FINISHED.includes(data.status)) state.textContent = "live · deployment " + data.status;
+    });
     source.addEventListener("done", (event) => {
       const data = JSON.parse(event.data);
       source.close(); // otherwise EventSource would reconnect to a finished stream
-      setStatus(data.status, data.error);
+      if (data.deployment) {
+        setDeployment(data.status, data.error);
+        setStatus(data.job_status, null);
+      } else {
+        setStatus(data.status, data.error);
+      }
       if (state) state.textContent = "finished: " + data.status;
       const finishedAt = document.getElementById("job-finished");
       if (finishedAt) finishedAt.textContent = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from relapp.extensions import db
 from relapp.models import Deployment, Job, utcnow
 from relapp.services.reaper import reap
-from tests.conftest import work_queue
+from tests.conftest import signed_in, work_queue
 
 from .test_sse import parse
 
@@ -119,3 +119,18 @@ def test_a_reported_deploy_replays_to_the_end_and_a_short_stream_does_not_end_at
     assert replay[-1]["event"] == "done"
     assert replay[-1]["data"]["status"] == "succeeded" and replay[-1]["data"]["error"] is None
     assert named(replay, "line")[-1]["line"] == "erin reported succeeded for qa"
+
+
+def test_the_job_page_keeps_following_a_handed_off_deploy_until_it_is_reported(app, shop):
+    deployment_id, job_id = handed_off(shop)
+    client = signed_in(app, "vic")
+    waiting = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    # The job succeeded at the hand-off; the page still streams, and says what it waits for.
+    assert 'data-finished="0"' in waiting and "live · waiting for the deployment" in waiting
+    assert f"<dt>Deployment</dt><dd>#{deployment_id}" in waiting
+    assert 'id="deployment-status">running</span>' in waiting
+    assert shop.post(f"/api/v1/deployments/{deployment_id}/status", "erin",
+                     {"status": "failed", "message": "the smoke test failed"}).status_code == 200
+    ended = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert 'data-finished="1"' in ended and "finished: failed" in ended
+    assert 'id="deployment-status">failed</span>' in ended and "the smoke test failed" in ended
