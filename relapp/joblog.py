@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from .domain.secretmask import MIN_SECRET, SecretMasker, redact_urls
 from .embedded import EmbeddedRedisError
 from .extensions import db, get_redis
-from .models import Job, JobLogLine, utcnow
+from .models import Job, JobLogLine, installation_uid, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ STREAM_TTL = 24 * 3600
 
 
 def stream_key(job_id: int) -> str:
-    return f"relapp:joblog:{job_id}"
+    """The Redis stream of a job's live lines, per installation (job ids repeat across them)."""
+    return f"relapp:{installation_uid()}:joblog:{job_id}"
 
 
 @dataclass(frozen=True)

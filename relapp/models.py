@@ -236,30 +236,41 @@ class Job(db.Model):  # type: ignore[name-defined]
     @property
     def rq_id(self) -> str:
         """The RQ job id: `relapp-<installation uid>-<kind>-<id>`, so two installations sharing
-        one Redis never take each other's ids. The uid is read once per app (in the caller's
-        transaction: on SQLite a second connection would wait for the write lock the caller may
-        hold) and kept in app.extensions. The migration makes the row; a database that lost it
-        (emptied by hand, restored in part) gets a new one, once."""
-        import secrets
+        one Redis never take each other's ids."""
+        return f"relapp-{installation_uid()}-{self.kind}-{self.id}"
 
-        from flask import current_app
-        from sqlalchemy.exc import IntegrityError
 
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        uid = app.extensions.get("relapp.installation_uid")
-        query = db.select(Installation.uid).order_by(Installation.id).limit(1)
-        if uid is None:
+def installation_uid() -> str:
+    """This installation's uid (the prefix of its RQ job ids and live-log keys in Redis).
+
+    Read once per app (in the caller's transaction: on SQLite a second connection would wait for
+    the write lock the caller may hold) and kept in app.extensions. The migration makes the row;
+    a database that lost it (emptied by hand, restored in part) gets a new one, once."""
+    import secrets
+
+    from flask import current_app
+    from sqlalchemy.exc import IntegrityError
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    uid: str | None = app.extensions.get("relapp.installation_uid")
+    query = db.select(Installation.uid).order_by(Installation.id).limit(1)
+    if uid is None:
+        if db.session().in_transaction():
             uid = db.session.scalar(query)
-            if not uid:
-                try:
-                    with db.engine.begin() as conn:
-                        conn.execute(db.insert(Installation).values(id=1, uid=secrets.token_hex(4)))
-                except IntegrityError:
-                    pass  # another process made it first: use theirs
-                with db.engine.connect() as conn:
-                    uid = conn.scalar(query)
-            app.extensions["relapp.installation_uid"] = uid
-        return f"relapp-{uid}-{self.kind}-{self.id}"
+        else:  # a read begun here must not stay open in the caller's session (and flush nothing)
+            with db.engine.connect() as conn:
+                uid = conn.scalar(query)
+        if not uid:
+            try:
+                with db.engine.begin() as conn:
+                    conn.execute(db.insert(Installation).values(id=1, uid=secrets.token_hex(4)))
+            except IntegrityError:
+                pass  # another process made it first: use theirs
+            with db.engine.connect() as conn:
+                uid = conn.scalar(query)
+        app.extensions["relapp.installation_uid"] = uid
+    assert uid is not None
+    return uid
 
 
 class JobLogLine(db.Model):  # type: ignore[name-defined]

@@ -3,6 +3,7 @@ Redis, both hand over their job 1 of the same kind, and both run it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import select, text
 
 from relapp import create_app
 from relapp.extensions import db, get_queue
+from relapp.joblog import stream_key
 from relapp.models import Installation, Job, JobLogLine, Project, Release
 from relapp.services.queue import create_job, dispatch
 from tests.conftest import work_queue
@@ -78,5 +80,16 @@ def test_two_installations_sharing_one_redis_both_run_their_job_1(
             assert outcome(1) == ("succeeded", 1, ["v1.0.0 is already tagged; nothing to do"])
             assert get_queue().count == 0
             db.session.remove()
+
+    # Their live logs live apart in Redis too: job 1's line of one is never streamed by the other.
+    keys = []
+    for application in (app, other):
+        with application.app_context():
+            keys.append(stream_key(1))
+            assert [fields[b"data"] for _id, fields in redis.xrange(stream_key(1))][-1:] != []
+    assert keys == [f"relapp:{uid_a}:joblog:1", "relapp:b0b0b0b0:joblog:1"]
+    lines_seen = [[json.loads(fields[b"data"])["line"] for _id, fields in redis.xrange(key)
+                   if json.loads(fields[b"data"]).get("type") == "line"] for key in keys]
+    assert lines_seen == [["v1.0.0 is already tagged; nothing to do"]] * 2
     with other.app_context():
         db.engine.dispose()
