@@ -33,7 +33,7 @@ from relapp.drivers import (
 from relapp.extensions import db, in_write_transaction
 from relapp.joblog import publish
 from relapp.jobs import JobFailed
-from relapp.models import Deployment, Environment, Job, utcnow
+from relapp.models import Deployment, Job, Release, utcnow
 from relapp.services import audit
 from relapp.services.deployments import finish, lease_seconds, wait_seconds, write_line
 
@@ -86,6 +86,7 @@ class Lease:
             # reaper decides, and our final write is then refused by the attempt check.
             db.session.rollback()
             log.warning("deployment %s: lease renewal failed", self.deployment_id)
+            self.next = time.monotonic() + min(1.0, self.every)  # try again soon, not in a quarter
             return False
         mine = row.status == "running" and row.attempt == self.attempt
         self.reason = "cancelled" if mine and row.cancel_requested_at is not None else "lost"
@@ -174,14 +175,40 @@ def deploy(job: Job, joblog: Any) -> None:
     # and the log lines are written on their own connection.
     db.session.commit()
     lease = lease_seconds()
-    if claim(deployment_id, lease) is None:
+    attempt = claim(deployment_id, lease)
+    if attempt is None:
         status, _ = _deployment_state(deployment_id)
         joblog(f"deployment {deployment_id} is {status}, not queued: nothing to do")
         return
 
+    try:
+        _run_claimed(job_id, deployment_id, attempt, lease, joblog)
+    except JobFailed:
+        raise
+    except Exception as exc:
+        # Anything that breaks after the claim (the database gone for longer than the retries)
+        # ends this attempt at once, fenced: a deployment whose worker lives is never left
+        # running to be reaped later as abandoned.
+        db.session.rollback()
+        log.exception("deployment %s: the deploy job broke after its claim", deployment_id)
+        try:
+            project_id = db.session.scalar(select(Release.project_id).join(
+                Deployment, Deployment.release_id == Release.id).where(
+                Deployment.id == deployment_id))
+            finish(deployment_id, attempt, "failed",
+                   f"The deploy job stopped unexpectedly ({exc.__class__.__name__}); deploy "
+                   f"again.", actor=WORKER, action="deploy.finish", project_id=project_id)
+        except Exception:  # still unreachable: the lease runs out and the reaper ends it
+            db.session.rollback()
+            log.exception("deployment %s: could not record its failure", deployment_id)
+        raise
+
+
+def _run_claimed(job_id: int, deployment_id: int, attempt: int, lease: float,
+                 joblog: SafeLog) -> None:
+    """Run a claimed attempt of a deployment: its start, its driver, its outcome."""
     deployment = db.session.get(Deployment, deployment_id)
     assert deployment is not None
-    attempt = deployment.attempt
     env, release = deployment.environment, deployment.release
     project = release.project
     settings = dict(env.driver or {})
@@ -194,7 +221,7 @@ def deploy(job: Job, joblog: Any) -> None:
                         callback_url=f"{base}/api/v1/deployments/{deployment_id}/status",
                         on_process=record)
     kind = str(settings.get("kind", ""))
-    project_id, env_id, env_name = project.id, env.id, env.name
+    project_id, env_name = project.id, env.name
     detail = f"{release.version} to {env.name} with the {kind or 'unknown'} driver"
     in_write_transaction(audit.record, WORKER, "deploy.start", project_id=project_id,
                          target=f"deployment:{deployment_id}", before={"status": "queued"},
@@ -221,7 +248,7 @@ def deploy(job: Job, joblog: Any) -> None:
                                   f"The driver stopped unexpectedly ({exc.__class__.__name__}).")
             joblog(result.message)
         record.forget()
-    _conclude(job_id, deployment_id, attempt, project_id, env_id, kind, guard, result, joblog)
+    _conclude(job_id, deployment_id, attempt, project_id, kind, guard, result, joblog)
 
 
 def _rejected(deployment_id: int, attempt: int, joblog: Any) -> JobFailed:
@@ -232,7 +259,7 @@ def _rejected(deployment_id: int, attempt: int, joblog: Any) -> JobFailed:
                      f"(it is {status}); its result was not recorded.")
 
 
-def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, env_id: int,
+def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int,
               kind: str, guard: Lease, result: DriverResult, joblog: Any) -> None:
     """Write the outcome, fenced by attempt; raise JobFailed when the deploy did not succeed."""
     db.session.rollback()
@@ -264,8 +291,9 @@ def _conclude(job_id: int, deployment_id: int, attempt: int, project_id: int, en
         raise _rejected(deployment_id, attempt, joblog)
 
     status = "succeeded" if result.outcome is Outcome.SUCCEEDED else "failed"
-    if not in_write_transaction(_finish, deployment_id, attempt, status, result.message,
-                                project_id, env_id):
+    # A success also ends the environment's unknown state (services.deployments.finish).
+    if not finish(deployment_id, attempt, status, result.message, actor=WORKER,
+                  action="deploy.finish", project_id=project_id):
         raise _rejected(deployment_id, attempt, joblog)
     publish(job_id, {"type": "deployment", "deployment": deployment_id, "status": status})
     joblog(f"deployment {deployment_id} {status}")
@@ -291,22 +319,6 @@ def _hand_off(deployment_id: int, attempt: int, project_id: int, until: Any,
     return bool(handed)
 
 
-def _clear_unknown(env_id: int) -> None:
-    db.session.execute(update(Environment).where(
-        Environment.id == env_id, Environment.unknown_reason.is_not(None))
-        .values(unknown_reason=None, unknown_since=None))
-
-
-def _finish(deployment_id: int, attempt: int, status: str, message: str, project_id: int,
-            env_id: int) -> bool:
-    """Record the outcome (fenced); a success also ends the environment's unknown state, in the
-    same transaction: what runs there is known again."""
-    if not finish(deployment_id, attempt, status, message, actor=WORKER, action="deploy.finish",
-                  project_id=project_id):
-        return False
-    if status == "succeeded":
-        _clear_unknown(env_id)
-    return True
 
 
 def _check_drift_soon(deployment_id: int) -> None:

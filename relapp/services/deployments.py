@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ..domain import pipeline
 from ..domain.pipeline import Role
 from ..drivers import verify
-from ..drivers.webhook import SIGNATURE_HEADER
+from ..drivers.webhook import SIGNATURE_HEADER, signing_secret
 from ..exceptions import Conflict, Forbidden, NotFound, ServiceError
 from ..extensions import backoff, db, in_write_transaction, retryable
 from ..models import Decision, Deployment, Environment, Job, Project, Release, User, utcnow
@@ -280,6 +280,13 @@ def _finish(deployment_id: int, attempt: int, status: str, message: str | None, 
     audit.record(actor, action, project_id=project_id, target=f"deployment:{deployment_id}",
                  before={"status": "running", "attempt": attempt},
                  after={"status": status, "attempt": attempt, "message": message})
+    if status == "succeeded":
+        # What runs there is known again, however the success was reported (the worker, a CD
+        # system's report, a person marking a manual deploy done).
+        env_id = select(Deployment.environment_id).where(Deployment.id == deployment_id)
+        db.session.execute(update(Environment).where(
+            Environment.id == env_id.scalar_subquery(), Environment.unknown_reason.is_not(None))
+            .values(unknown_reason=None, unknown_since=None))
     return True
 
 
@@ -383,12 +390,12 @@ def accept_report(deployment_id: int, raw_body: bytes, signature_header: str) ->
     """
     deployment = db.session.get(Deployment, deployment_id)
     settings = (deployment.environment.driver or {}) if deployment is not None else {}
-    secret = settings.get("secret") if settings.get("kind") == "webhook" else None
-    if deployment is None or not isinstance(secret, str) or not verify(secret, raw_body, signature_header):
+    secret = signing_secret(settings)  # the literal secret, or secret_env's variable, read now
+    if deployment is None or secret is None or not verify(secret, raw_body, signature_header):
         raise Unsigned(UNSIGNED)
     try:
         data = json.loads(raw_body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's depth
         data = None
     if not isinstance(data, dict):
         raise ServiceError("The request body must be a JSON object.", code="invalid_json")

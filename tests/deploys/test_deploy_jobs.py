@@ -8,12 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relapp.drivers import sign
 from relapp.drivers.webhook import SIGNATURE_HEADER
 from relapp.extensions import db
-from relapp.models import AuditEvent, Deployment, Job, JobLogLine
+from relapp.models import AuditEvent, Deployment, Environment, Job, JobLogLine, utcnow
 from tests.conftest import ROOT, run_worker_burst, work_queue
 
 from .conftest import INJECTIONS, command_driver
@@ -174,6 +174,34 @@ def test_a_webhook_deploy_waits_for_the_signed_report_of_the_cd_system(shop, cd_
     assert callback(shop, deployment_id, {**report, "status": "failed"}).status_code == 409
 
 
+def test_a_webhook_secret_from_the_environment_signs_the_report_that_ends_an_unknown_state(
+        shop, cd_system, monkeypatch):
+    port, received = cd_system
+    monkeypatch.setenv("SHOP_QA_CD_SECRET", SECRET)
+    shop.release("1.0.0")
+    set_driver(shop, "qa", {"kind": "webhook", "url": f"http://127.0.0.1:{port}/deploy",
+                            "secret_env": "SHOP_QA_CD_SECRET", "allow_hosts": [f"127.0.0.1:{port}"]})
+    qa = shop.env("qa")
+    qa.unknown_reason, qa.unknown_since = "last deploy abandoned", utcnow()  # an earlier loss
+    db.session.commit()
+    deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
+    work_queue()
+    assert received[0]["headers"][SIGNATURE_HEADER] == sign(SECRET, received[0]["body"])
+
+    # A body nested beyond the parser's depth, signed: a sentence, not a 500.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    refused = shop.client.post(f"/api/v1/deployments/{deployment_id}/status", data=deep, headers={
+        "Content-Type": "application/json", SIGNATURE_HEADER: sign(SECRET, deep)})
+    assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
+    # The report signed with the variable's value is accepted (it was refused as unsigned when
+    # only a literal `secret` was read), and its success ends qa's unknown state.
+    report = {"status": "succeeded", "attempt": 1}
+    assert callback(shop, deployment_id, report).status_code == 200
+    db.session.expire_all()
+    assert reload(deployment_id).status == "succeeded"
+    assert (shop.env("qa").unknown_reason, shop.env("qa").unknown_since) == (None, None)
+
+
 def test_a_webhook_to_an_internal_address_is_refused_and_nothing_is_sent(shop, cd_system):
     port, received = cd_system
     shop.release("1.0.0")
@@ -225,3 +253,22 @@ def test_cancelling_a_queued_deploy_frees_the_environment_and_the_job_does_nothi
     assert not (shop.root / "state").exists()
     assert shop.deploy("1.0.0", "qa").status_code == 202
     assert shop.post(f"/api/v1/deployments/{deployment_id}/cancel", "erin").status_code == 409
+
+
+def test_a_deploy_job_that_breaks_after_its_claim_ends_its_deployment_at_once(shop):
+    shop.release("1.0.0")
+    deployment_id = shop.deploy("1.0.0", "qa").get_json()["deployment"]["id"]
+    # A driver row no sync would write (edited by hand): the job breaks after claiming the deploy.
+    db.session.execute(update(Environment).where(Environment.id == shop.env("qa").id)
+                       .values(driver=["not", "a", "table"]))
+    db.session.commit()
+    work_queue()
+    deployment = reload(deployment_id)
+    # Failed by the worker at once with a sentence, not left running for the reaper to call
+    # abandoned while the worker lives; qa is free again.
+    assert deployment.status == "failed" and deployment.attempt == 1
+    assert deployment.message.startswith("The deploy job stopped unexpectedly (")
+    assert deployment.lease_until is None
+    assert db.session.get(Job, deployment.job_id).status == "failed"
+    assert not db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "deploy.abandoned")).all()
