@@ -149,6 +149,8 @@ def assert_abandoned_and_unknown(app: Any, shop: Any, deployment_id: int) -> Non
     client = signed_in(app, "vic")
     for page in ("/environments?project=shop", "/?project=shop"):
         assert UNKNOWN in client.get(page).get_data(as_text=True), page
+    qa = shop.get("/api/v1/projects/shop/environments").get_json()["environments"][0]
+    assert qa["name"] == "qa" and qa["unknown"] == UNKNOWN and qa["unknown_since"]
 
 
 def redeploy_clears_unknown(app: Any, shop: Any, worker_env: dict[str, str] | None) -> int:
@@ -168,6 +170,8 @@ def redeploy_clears_unknown(app: Any, shop: Any, worker_env: dict[str, str] | No
     assert env.unknown_reason is None and env.unknown_since is None
     page = signed_in(app, "vic").get("/environments?project=shop").get_data(as_text=True)
     assert UNKNOWN not in page
+    qa = shop.get("/api/v1/projects/shop/environments").get_json()["environments"][0]
+    assert (qa["unknown"], qa["unknown_since"]) == (None, None)
     return retry
 
 

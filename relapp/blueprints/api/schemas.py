@@ -18,6 +18,7 @@ from ...exceptions import ServiceError
 from ...services.adoption import AdoptionReport
 from ...services.decisions import MAX_COMMENT
 from ...services.deployments import MAX_REASON, EnvironmentState
+from ...services.environments import unknown_label
 from ...services.projects import issue_url
 from ...services.queue import JobLogPage
 from ...services.releases import ReleaseDetails
@@ -498,6 +499,9 @@ class EnvironmentOut(Out):
     observed_version: str | None
     observed_at: Timestamp | None
     observed_error: str | None
+    # "unknown: last deploy abandoned" until a verification or a successful deploy there.
+    unknown: str | None
+    unknown_since: Timestamp | None
 
     @classmethod
     def of(cls, state: EnvironmentState) -> EnvironmentOut:
@@ -516,7 +520,8 @@ class EnvironmentOut(Out):
             locked=env.locked, lock_reason=env.lock_reason, frozen=env.frozen,
             freeze_reason=env.freeze_reason, version_url=env.version_url,
             observed_version=env.observed_version, observed_at=env.observed_at,
-            observed_error=env.observed_error)
+            observed_error=env.observed_error, unknown=unknown_label(env),
+            unknown_since=env.unknown_since)
 
 
 class Environments(Out):
