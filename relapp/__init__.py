@@ -173,7 +173,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     redis_url = app.config["REDIS_URL"]
     storage = "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") else redis_url
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
-    # A Redis outage must not lock people out: limits are then skipped, and logged.
+    # A Redis outage does not lift limits: they fall back to per-process memory (config.py,
+    # RATELIMIT_IN_MEMORY_FALLBACK_ENABLED); only if that fails too are they skipped, and logged.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
 
     db.init_app(app)
