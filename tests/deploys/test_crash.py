@@ -27,13 +27,13 @@ from relapp.services.deployments import finish, report_status
 from relapp.services.queue import relay
 from relapp.services.reaper import reap
 from tests.conftest import ROOT, run_worker_burst
+from tests.processes import alive, kill_tree, tree_of, wait_for
 
 from .conftest import command_driver
 
 # Short so the suite stays quick; CRASH_TEST_LEASE=60 CRASH_TEST_INTERVAL=15 measures the defaults.
 LEASE = os.environ.get("CRASH_TEST_LEASE", "3")
 INTERVAL = os.environ.get("CRASH_TEST_INTERVAL", "1")
-DEADLINE = 90.0 + 2 * float(LEASE) + float(INTERVAL)  # a wait deadline only, never a speed check
 
 
 def reload(deployment_id: int) -> SimpleNamespace:
@@ -53,48 +53,6 @@ def log_of(job_id: int) -> list[str]:
     return lines
 
 
-def wait_for(what: str, check: Any, deadline: float = DEADLINE) -> Any:
-    give_up = time.monotonic() + deadline
-    while time.monotonic() < give_up:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        tree.setdefault(int(fields[1]), []).append(int(entry))
-    return tree
-
-
-def tree_of(pid: int) -> list[int]:
-    """The process and all its descendants, whatever group or session they moved to."""
-    tree, out, todo = children(), [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(tree.get(current, []))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return state[state.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
-
-
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A real, long-running worker (not --burst) with its maintenance thread, in its own session."""
     handle = log.open("ab")
@@ -103,21 +61,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stdout=handle, stderr=subprocess.STDOUT)
 
 
-def kill_everything(proc: subprocess.Popen[bytes]) -> list[int]:
-    """kill -9 the worker, its work-horse and the deploy command: the machine died."""
-    pids = tree_of(proc.pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-    return pids
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        kill_everything(proc)
+        kill_tree(proc)
 
 
 @contextmanager
@@ -154,7 +100,7 @@ def test_a_deploy_killed_with_its_worker_ends_abandoned_frees_qa_and_can_be_retr
         job_id = reload(deployment_id).job_id
         wait_for("the deploy to be running", lambda: reload(deployment_id).status == "running"
                  and any("step 2/60" in line for line in log_of(job_id)))
-        killed = kill_everything(first)
+        killed = kill_tree(first)
         killed_at = time.monotonic()
         assert len(killed) >= 3  # worker, work-horse, deploy command
         wait_for("every killed process to be gone", lambda: not any(alive(pid) for pid in killed),

@@ -29,9 +29,10 @@ from relapp.jobs.deploy import claim
 from relapp.models import AuditEvent, Deployment, Environment, utcnow
 from relapp.services.reaper import reap
 from tests.conftest import csrf_token, run_worker_burst, signed_in
+from tests.processes import alive, children, tree_of, wait_for
 
 from . import test_crash
-from .test_crash import alive, children, log_of, reload, start_worker, tree_of, wait_for
+from .test_crash import log_of, reload, start_worker
 
 UNKNOWN = "unknown: last deploy abandoned"
 

@@ -22,6 +22,7 @@ from relapp.drivers import (
 )
 from relapp.drivers.command import CommandDriver
 from relapp.drivers.manual import ManualDriver
+from tests.processes import alive
 
 SECRET = "TOPSECRETVALUE42"
 
@@ -70,15 +71,6 @@ def run(driver: Any, ctx: DeployContext | None = None, stop: Any = None) -> tupl
     lines: list[str] = []
     result = driver.run(ctx or make_ctx(), lines.append, stop or (lambda: False))
     return result, lines
-
-
-def alive(pid: int) -> bool:
-    """True while pid is a running (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def test_hostile_values_reach_the_program_as_single_literal_arguments(tmp_path: Path) -> None:

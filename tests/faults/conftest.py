@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,10 @@ from sqlalchemy import select
 from relapp.extensions import db
 from relapp.models import Job, Release
 from tests.conftest import ROOT, free_port, git
+from tests.processes import alive, kill_tree, wait_for
 
 LEASE = "2"
 INTERVAL = "0.5"
-DEADLINE = 90.0  # the longest any wait here may take before the test gives up
-
-
-def wait_for(what: str, check: Callable[[], Any], deadline: float = DEADLINE, pause: float = 0.1) -> Any:
-    """Poll `check` until it returns something true; fail the test after `deadline` seconds."""
-    give_up = time.monotonic() + deadline
-    while time.monotonic() < give_up:
-        value = check()
-        if value:
-            return value
-        time.sleep(pause)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 class PrivateRedis:
@@ -122,52 +110,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def descendants(pid: int) -> list[int]:
-    """The process and all its descendants, whatever group or session they moved to (RQ's
-    work-horse takes a session of its own, and so does every git relapp starts)."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        parent = int(fields[fields.rfind(b")") + 2:].split()[1])
-        tree.setdefault(parent, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(tree.get(current, []))
-    return out
-
-
-def kill_worker(proc: subprocess.Popen[bytes]) -> list[int]:
-    """kill -9 the worker and everything it started (its companion, its work-horse and the git
-    the horse runs): the machine, or the cgroup, died. Returns the pids killed."""
-    pids = descendants(proc.pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-    return pids
-
-
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        kill_worker(proc)
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return state[state.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
+        kill_tree(proc)
 
 
 def processes_mentioning(text: str) -> list[int]:

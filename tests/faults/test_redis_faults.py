@@ -17,6 +17,7 @@ from relapp import demo
 from relapp.services.projects import sync_settings
 from relapp.settings import parse
 from tests.conftest import git
+from tests.processes import wait_for
 
 from .conftest import (
     Remote,
@@ -25,7 +26,6 @@ from .conftest import (
     start_worker,
     stop_worker,
     use_redis,
-    wait_for,
 )
 
 KEYS = ("demo", "demo2", "demo3")

@@ -15,19 +15,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import git, run_worker_burst
+from tests.processes import alive, kill_tree, tree_of, wait_for
 
 from .conftest import (
     Remote,
-    alive,
-    descendants,
     fault_env,
     job_row,
     jobs_of,
-    kill_worker,
     release_row,
     start_worker,
     stop_worker,
-    wait_for,
 )
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -56,7 +53,7 @@ def ended(job_id: int) -> dict[str, Any] | None:
 
 def horse_of(worker: Any) -> int:
     """The work-horse running the tag job: the parent of the `git push` it started."""
-    for pid in descendants(worker.pid):
+    for pid in tree_of(worker.pid):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             stat = Path(f"/proc/{pid}/stat").read_bytes()
@@ -85,7 +82,7 @@ def test_a_worker_killed_during_a_tag_push_ends_its_job_and_the_retry_keeps_the_
         hook = wait_for("the tag push to reach the remote's hook", remote.hook_pid)
         assert job_row(job_id)["status"] == "running"
         if kill == "everything":
-            assert hook in kill_worker(worker)
+            assert hook in kill_tree(worker)
             successor = start_worker(env, log)
         else:
             os.kill(horse_of(worker), signal.SIGKILL)

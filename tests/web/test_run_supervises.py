@@ -24,6 +24,7 @@ import pytest
 
 from relapp import run
 from tests.conftest import ROOT, free_port, wait_until_serving
+from tests.processes import alive
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -71,14 +72,6 @@ def _wait_for(what: str, check: Any, seconds: float, log: Path) -> Any:
             return value
         time.sleep(0.2)
     pytest.fail(f"{what} did not happen within {seconds} s; log:\n{log.read_text()[-4000:]}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -197,7 +190,7 @@ def test_a_dead_child_is_restarted_and_only_sigterm_stops_everything(make_run):
     assert len(everything) >= 5  # gunicorn master and worker, worker, companion, Redis
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=90) == 0
-    left = [pid for pid in everything if _alive(pid)]
+    left = [pid for pid in everything if alive(pid)]
     assert not left, (left, log.read_text()[-3000:])
     assert "SIGTERM received; stopping the web server, the worker and the embedded Redis server" \
         in log.read_text()
