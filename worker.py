@@ -2,7 +2,7 @@
 
 `python worker.py` also starts its maintenance companion, `python worker.py --maintain`, which every
 RELAPP_REAPER_INTERVAL seconds fails abandoned deploys, requeues jobs Redis lost and relays the
-outbox. It is a process of its own, not a thread and not a job in Redis:
+outbox (and starts it again if it dies). It is a process of its own, not a thread and not a job in Redis:
 - the relay must run exactly when Redis was down or lost its data, so Redis cannot schedule it;
 - the worker forks a work-horse per job, and a fork taken while a thread sits inside the database
   driver or a lock copies that lock held forever into the child, which then hangs on its first
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,11 +73,46 @@ def maintain(parent: int) -> int:
     return 0
 
 
+class Companion:
+    """The maintenance companion of one worker, started again whenever it dies.
+
+    It is watched through SIGCHLD rather than a thread (the worker forks work-horses and must stay
+    single-threaded, see above): the handler runs in the worker's main thread, between two
+    bytecodes, also while RQ waits for a job or for its work-horse.
+    """
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.stopping = False
+        self.proc = self._start()
+        signal.signal(signal.SIGCHLD, self._child_ended)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--maintain",
+                                 str(self.owner)])
+
+    def _child_ended(self, _signum: int, _frame: object) -> None:
+        # Only the worker itself restarts it (a work-horse resets the handler, see below).
+        if self.stopping or os.getpid() != self.owner or self.proc.poll() is None:
+            return
+        log.warning("maintenance companion (pid %s) ended with status %s; starting it again",
+                    self.proc.pid, self.proc.returncode)
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 class RelappWorker(Worker):
     """RQ's forking Worker, whose work-horse takes database connections of its own first."""
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        # Runs in the forked child, inside the app context that main() pushed.
+        # Runs in the forked child, inside the app context that main() pushed. The companion's
+        # watch belongs to the worker: the horse's own children (git, a deploy command) are its.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         own_connections()
         super().main_work_horse(job, queue)
 
@@ -108,15 +144,13 @@ def main() -> int:
             reap()
             db.session.remove()
         else:
-            companion = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--maintain",
-                                          str(os.getpid())])
+            companion = Companion()
         worker = RelappWorker([get_queue()], connection=connection)
         try:
             worker.work(with_scheduler=True, burst=burst)
         finally:
             if companion is not None:
-                companion.terminate()
-                companion.wait(timeout=30)
+                companion.stop()
     return 0
 
 
