@@ -237,7 +237,13 @@ class Job(db.Model):  # type: ignore[name-defined]
     def rq_id(self) -> str:
         """The RQ job id: `relapp-<installation uid>-<kind>-<id>`, so two installations sharing
         one Redis never take each other's ids."""
-        return f"relapp-{installation_uid()}-{self.kind}-{self.id}"
+        return rq_job_id(f"{self.kind}-{self.id}")
+
+
+def rq_job_id(name: str) -> str:
+    """An RQ job id of this installation: `relapp-<installation uid>-<name>` (job rows, drift
+    checks, train slots), so installations sharing one Redis never take each other's ids."""
+    return f"relapp-{installation_uid()}-{name}"
 
 
 def installation_uid() -> str:

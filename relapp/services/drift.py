@@ -34,7 +34,7 @@ from sqlalchemy import select, update
 
 from ..drivers.netguard import BlockedTarget, Target, fetch, resolve_target
 from ..extensions import db, get_queue, write_transaction
-from ..models import AuditEvent, Deployment, Environment, Project, utcnow
+from ..models import AuditEvent, Deployment, Environment, Project, rq_job_id, utcnow
 from . import audit
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,10 @@ def schedule_check(env_id: int, delay: float = 5) -> str | None:
 
 def schedule_once(func: str, args: tuple[Any, ...], run_at: datetime, job_id: str,
               *, timeout: int = 60) -> str | None:
-    """Put one job on the queue's ScheduledJobRegistry unless that id already exists; its id, or
-    None when Redis cannot take it now (the next tick or worker start schedules again)."""
+    """Put one job on the queue's ScheduledJobRegistry unless that id already exists; its id
+    (`job_id` with the installation's prefix, see models.rq_job_id), or None when Redis cannot
+    take it now (the next tick or worker start schedules again)."""
+    job_id = rq_job_id(job_id)
     queue = get_queue()
     job = queue.create_job(func, args=args, job_id=job_id, status=JobStatus.SCHEDULED,
                            timeout=timeout, result_ttl=3600, failure_ttl=24 * 3600)

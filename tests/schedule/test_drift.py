@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from relapp.extensions import db, get_queue
 from relapp.jobs import schedule as jobs
-from relapp.models import AuditEvent, Deployment, Environment, Release, utcnow
+from relapp.models import AuditEvent, Deployment, Environment, Release, rq_job_id, utcnow
 from relapp.services import drift
 from relapp.services.adoption import adopt_into_db
 
@@ -224,13 +224,13 @@ def test_schedule_check_puts_one_job_on_rqs_scheduler(app, demo_project):
     registry = ScheduledJobRegistry(queue=get_queue())
     first = drift.schedule_check(env.id, delay=30)
     second = drift.schedule_check(env.id, delay=30)
-    assert first is not None and first.startswith(f"drift-check-{env.id}-")
+    assert first is not None and first.startswith(rq_job_id(f"drift-check-{env.id}-"))
     ids = registry.get_job_ids()
     assert first in ids and (second == first or second in ids)
-    assert all(i.startswith(f"drift-check-{env.id}-") for i in ids) and len(ids) <= 2
+    assert all(i.startswith(rq_job_id(f"drift-check-{env.id}-")) for i in ids) and len(ids) <= 2
     beta = db.session.scalar(select(Environment).where(Environment.name == "beta"))
     assert drift.schedule_check(beta.id) is None  # no version URL, nothing to check
-    assert all(not i.startswith(f"drift-check-{beta.id}-") for i in registry.get_job_ids())
+    assert all(not i.startswith(rq_job_id(f"drift-check-{beta.id}-")) for i in registry.get_job_ids())
 
 
 def test_drift_ticks_are_scheduled_once_per_slot_and_reschedule_themselves(app, demo_project, allowed):
@@ -238,14 +238,14 @@ def test_drift_ticks_are_scheduled_once_per_slot_and_reschedule_themselves(app, 
     env = qa(app, f"http://{host}/version")
     registry = ScheduledJobRegistry(queue=get_queue())
     assert jobs.schedule_drift_tick() == jobs.schedule_drift_tick()
-    ticks = [i for i in registry.get_job_ids() if i.startswith("drift-tick-")]
+    ticks = [i for i in registry.get_job_ids() if i.startswith(rq_job_id("drift-tick-"))]
     assert len(ticks) == 1
-    slot = int(ticks[0].removeprefix("drift-tick-"))
+    slot = int(ticks[0].removeprefix(rq_job_id("drift-tick-")))
     assert slot % 300 == 0 and slot > utcnow().timestamp()
 
     outcome = jobs.drift_tick()
     assert outcome == {"checked": 1, "drifting": ["qa"], "failed": []}
-    assert len([i for i in registry.get_job_ids() if i.startswith("drift-tick-")]) == 1
+    assert len([i for i in registry.get_job_ids() if i.startswith(rq_job_id("drift-tick-"))]) == 1
     db.session.expire_all()
     assert db.session.get(Environment, env.id).observed_version == "1.3.0"
 

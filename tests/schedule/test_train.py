@@ -23,6 +23,7 @@ from relapp.models import (
     Project,
     Release,
     TrainRun,
+    rq_job_id,
     utcnow,
 )
 from relapp.services import train
@@ -79,7 +80,7 @@ def set_train(cron: str | None) -> Project:
 
 
 def train_jobs() -> list[str]:
-    return [i for i in ScheduledJobRegistry(queue=get_queue()).get_job_ids() if i.startswith("train-")]
+    return [i for i in ScheduledJobRegistry(queue=get_queue()).get_job_ids() if i.startswith(rq_job_id("train-"))]
 
 
 def test_scheduling_the_same_slot_twice_gives_one_scheduled_rq_job(app, demo_project):
@@ -88,7 +89,7 @@ def test_scheduling_the_same_slot_twice_gives_one_scheduled_rq_job(app, demo_pro
     assert train.schedule(project) == first and train.upcoming(project) == first
     assert train.schedule_all() == {"demo": first}
     assert jobs.ensure_scheduled()["trains"] == {"demo": first.isoformat()}
-    expected = f"train-demo-{int(first.timestamp())}"
+    expected = rq_job_id(f"train-demo-{int(first.timestamp())}")
     assert train_jobs() == [expected]
     registry = ScheduledJobRegistry(queue=get_queue())
     assert registry.get_scheduled_time(expected) == first
@@ -148,7 +149,7 @@ def test_a_tick_cuts_from_main_and_deploys_to_the_first_environment_once_per_slo
     assert actors["train.cut"] == "relapp-train" and actors["deploy.request"] == "relapp-train"
     # The following slot is on RQ's scheduler.
     following = train.next_slot(project, utcnow())
-    assert f"train-demo-{int(following.timestamp())}" in train_jobs()
+    assert rq_job_id(f"train-demo-{int(following.timestamp())}") in train_jobs()
 
     work_queue()  # the tag job's own delivery finds it done; the deploy runs for real
     db.session.expire_all()
@@ -205,13 +206,13 @@ def test_a_slot_of_an_older_cron_or_a_missed_slot_does_not_cut(app, demo_project
     early = train.next_slot(project, utcnow() + timedelta(days=1))
     assert tick(project, early)["outcome"] == "early"
     assert run_row(project, early) is None
-    assert any(i.startswith(f"train-demo-{int(early.timestamp())}-early-") for i in train_jobs())
+    assert any(i.startswith(rq_job_id(f"train-demo-{int(early.timestamp())}-early-")) for i in train_jobs())
 
 
 def test_rqs_own_scheduler_moves_the_slot_to_the_queue_and_it_runs_once(app, demo_project):
     project = set_train("* * * * *")
     slot = train.schedule(project)
-    job_id = f"train-demo-{int(slot.timestamp())}"
+    job_id = rq_job_id(f"train-demo-{int(slot.timestamp())}")
     assert train_jobs() == [job_id]
     queue = get_queue()
     registry = ScheduledJobRegistry(queue=queue)
@@ -231,7 +232,7 @@ def test_rqs_own_scheduler_moves_the_slot_to_the_queue_and_it_runs_once(app, dem
     deployment = db.session.scalar(select(Deployment))
     assert deployment.environment.name == "qa" and deployment.status == "succeeded"
     following = train.next_slot(project, slot)
-    assert f"train-demo-{int(following.timestamp())}" in train_jobs()
+    assert rq_job_id(f"train-demo-{int(following.timestamp())}") in train_jobs()
     scheduler.release_locks()
 
 
@@ -256,7 +257,7 @@ def test_a_real_burst_worker_runs_a_due_slot_in_its_forked_work_horse(app, demo_
 
     project = set_train("* * * * *")
     slot = train.schedule(project)
-    job_id = f"train-demo-{int(slot.timestamp())}"
+    job_id = rq_job_id(f"train-demo-{int(slot.timestamp())}")
     queue = get_queue()
     registry = ScheduledJobRegistry(queue=queue)
     queue.connection.zadd(registry.key, {job_id: int(utcnow().timestamp()) - 1})
