@@ -118,25 +118,33 @@ def in_write_transaction(fn: Callable[..., T], *args: Any, attempts: int = WRITE
         return fn(*args, **kwargs)
     db.session.commit()
     for attempt in range(1, attempts + 1):
-        immediate, inside = SQLITE_IMMEDIATE.set(True), _IN_WRITE.set(True)
         try:
-            result = fn(*args, **kwargs)
-            db.session.commit()
+            with _one_write():
+                result = fn(*args, **kwargs)
             return result
-        except DBAPIError as exc:
-            db.session.rollback()
+        except DBAPIError as exc:  # rolled back by _one_write
             if attempt >= attempts or not retryable(exc):
                 raise
             log.info("write transaction %s: %s, try %d of %d", getattr(fn, "__qualname__", fn),
                      exc.orig.__class__.__name__, attempt + 1, attempts)
-        except BaseException:
-            db.session.rollback()
-            raise
-        finally:
-            _IN_WRITE.reset(inside)
-            SQLITE_IMMEDIATE.reset(immediate)
         time.sleep(backoff(attempt))
     raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
+@contextmanager
+def _one_write() -> Iterator[None]:
+    """One write transaction, IMMEDIATE on SQLite: committed at the end, rolled back on error;
+    in_write_transaction() and write_transaction() inside it join it."""
+    immediate, inside = SQLITE_IMMEDIATE.set(True), _IN_WRITE.set(True)
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        _IN_WRITE.reset(inside)
+        SQLITE_IMMEDIATE.reset(immediate)
 
 
 @contextmanager
@@ -151,16 +159,8 @@ def write_transaction() -> Iterator[None]:
         yield
         return
     db.session.commit()
-    immediate, inside = SQLITE_IMMEDIATE.set(True), _IN_WRITE.set(True)
-    try:
+    with _one_write():
         yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        _IN_WRITE.reset(inside)
-        SQLITE_IMMEDIATE.reset(immediate)
 
 
 def ensure_embedded_redis() -> None:
