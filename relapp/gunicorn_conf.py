@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# gthread, whose own refusals (414, 431, malformed HTTP) are problem+json like relapp's answers.
-worker_class = "relapp.gunicorn_worker.ProblemThreadWorker"
-threads = 16
+# gevent: a request is a greenlet, so open live streams hold no thread a page request needs (the
+# README's "Live pages" says why). Its own refusals (414, 431, malformed HTTP) are problem+json.
+worker_class = "relapp.gunicorn_worker.ProblemGeventWorker"
+worker_connections = 1000  # open connections per worker: streams and page requests together
 # What gunicorn refuses before relapp sees a request (its defaults, named here): a request line
 # over 4094 bytes is a 414, more than 100 headers or one over 8190 bytes a 431. Bodies are
 # bounded by relapp itself (RELAPP_MAX_BODY_BYTES, 413).

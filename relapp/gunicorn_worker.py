@@ -1,12 +1,14 @@
-"""gunicorn's gthread worker, whose own error answers are problem+json like relapp's.
+"""gunicorn's worker classes (gevent, and gthread), whose own error answers are problem+json like
+relapp's.
 
 gunicorn answers requests it refuses before relapp sees them (a request line over
 `limit_request_line`, 4094 bytes: 414; a header over `limit_request_field_size`, 8190 bytes, or
 more than `limit_request_fields`, 100 headers: 431; malformed HTTP: 400) with a small HTML page.
-`ProblemThreadWorker.handle_error` keeps gunicorn's choice of status, its log line and its access
+`ProblemAnswers.handle_error` keeps gunicorn's choice of status, its log line and its access
 log entry, and sends the same answer as an RFC 9457 problem+json body with one sentence.
 
-Used by `make run` (relapp.run) and by the production start (relapp.gunicorn_conf).
+`ProblemGeventWorker` is used by `make run` (relapp.run) and by the production start
+(relapp.gunicorn_conf).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from typing import Any
 
 from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker
 
 SENTENCES = {
@@ -68,12 +71,15 @@ def problem_bytes(status: int, reason: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class ProblemThreadWorker(ThreadWorker):
-    """gthread, with problem+json error answers."""
+class ProblemAnswers:
+    """gunicorn's error answers (`handle_error` of every worker class) as problem+json."""
+
+    cfg: Any
+    log: Any
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         capture = _Capture(client)
-        super().handle_error(req, capture, addr, exc)
+        super().handle_error(req, capture, addr, exc)  # type: ignore[misc]
         if not capture.sent:  # gunicorn sent nothing (it could not): neither do we
             return
         status, reason = _status(capture.sent)
@@ -84,3 +90,14 @@ class ProblemThreadWorker(ThreadWorker):
             util.write_nonblock(client, problem_bytes(status, reason, detail))
         except OSError:  # the client is gone: as gunicorn does, say so at debug level only
             self.log.debug("Failed to send error message.")
+
+
+class ProblemThreadWorker(ProblemAnswers, ThreadWorker):
+    """gthread, with problem+json error answers."""
+
+
+class ProblemGeventWorker(ProblemAnswers, GeventWorker):
+    """gunicorn's gevent worker, with problem+json error answers: what `make run` and the
+    production start use. A request is a greenlet, not a thread, so an open live stream (mostly
+    idle, waiting on Redis) costs a few kilobytes and never holds a thread that a page request
+    needs (see the README, "Live pages")."""

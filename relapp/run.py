@@ -216,12 +216,12 @@ def port_is_free(port: int) -> bool:
 
 
 def web_command(port: str) -> list[str]:
-    """gunicorn as `make run` starts it: gthread with problem+json refusals
+    """gunicorn as `make run` starts it: gevent with problem+json refusals
     (relapp.gunicorn_worker), gunicorn's default request limits, RELAPP_CONFIG not synced again
     (prepare did), and no control socket (one path per user: two starts would share it)."""
     return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-            "--worker-class", "relapp.gunicorn_worker.ProblemThreadWorker",
-            "--threads", "16", "--workers", "1", "--timeout", "120", "--graceful-timeout", "5",
+            "--worker-class", "relapp.gunicorn_worker.ProblemGeventWorker",
+            "--worker-connections", "1000", "--workers", "1", "--timeout", "120", "--graceful-timeout", "5",
             "--access-logfile", "-", "--no-control-socket", "relapp.wsgi:app"]
 
 
