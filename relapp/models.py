@@ -213,6 +213,12 @@ class Job(db.Model):  # type: ignore[name-defined]
     """One background run; the database row is the record, Redis only carries it."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # A release's jobs (release page, retry), and the queued jobs the relay and the queue
+        # depth read, oldest first (issue 10: indexes for the queries that exist).
+        Index("ix_jobs_release_id", "release_id", "id"),
+        Index("ix_jobs_status_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # tag_release | hotfix | deploy | ...
@@ -301,6 +307,8 @@ class Deployment(db.Model):  # type: ignore[name-defined]
             sqlite_where=text("status IN ('queued', 'running')"),
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
+        # What runs in an environment (its latest successful deployment), read top-1 by index.
+        Index("ix_deployments_env_status_id", "environment_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -356,6 +364,14 @@ class AuditEvent(db.Model):  # type: ignore[name-defined]
     """Append-only: the database refuses UPDATE and DELETE on this table (see the migration)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        # The audit page's filters, newest first, each on an index (keyset pages on id), and the
+        # drift state (the latest environment.drift event of one environment), read top-1.
+        Index("ix_audit_events_action_id", "action", "id"),
+        Index("ix_audit_events_actor_id", "actor", "id"),
+        Index("ix_audit_events_project_id_id", "project_id", "id"),
+        Index("ix_audit_events_action_target_id", "action", "target", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

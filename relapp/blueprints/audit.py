@@ -38,9 +38,10 @@ def index() -> Any:
     """Audit events newest first, filtered by project, action, actor and dates; keyset pages."""
     filters = audit.parse_audit_filters(request.args)
     before = int_arg("before", None, low=1)
-    page = audit.events(filters, before=before)
+    actions = audit.known_actions()
+    page = audit.events(filters, before=before, actions=actions)
     return render_page("audit/index.html", "audit_log", page=page, filters=filters,
-                       before="" if before is None else str(before), projects=projects(), actions=audit.known_actions())
+                       before="" if before is None else str(before), projects=projects(), actions=actions)
 
 
 @bp.get("/releases/<project_key>/<version>/evidence")
