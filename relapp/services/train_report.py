@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -95,6 +95,8 @@ class TrainReport:
     tz: str
     next_cut: datetime | None
     schedule_error: str | None
+    weeks_shown: int = 12
+    limit: int = 20
 
     @property
     def stages(self) -> list[str]:
@@ -137,23 +139,88 @@ def _order(release: Release) -> tuple[int, int, int]:
     return (release.major, release.minor, release.patch)
 
 
+def window_start(project: Project, now: datetime, weeks: int) -> datetime:
+    """The first instant the page plots: Monday 00:00 (project time) of the oldest week shown."""
+    zone = project_zone(project)
+    local = now.astimezone(zone).date()
+    first = local - timedelta(days=local.weekday()) - timedelta(weeks=weeks - 1)
+    return datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
+
+
+def _on_train() -> Any:
+    # Adopted releases were tagged before relapp existed: their cut time is unknown.
+    return (Release.source == "cut") & (Release.state != "failed")
+
+
+def _window_releases(project: Project, limit: int) -> list[Release]:
+    """The newest `limit` releases cut, oldest first, with their deployments: one query on
+    (project_id, created_at) and one on the deployments' release_id."""
+    newest = list(db.session.scalars(
+        select(Release).where(Release.project_id == project.id, _on_train())
+        .options(selectinload(Release.deployments))
+        .order_by(Release.created_at.desc(), Release.id.desc()).limit(limit)))
+    return newest[::-1]
+
+
+def _hotfix_counts(project: Project, releases: Sequence[Release]) -> dict[tuple[int, int], int]:
+    """Hotfixes on each line of these releases (one grouped query on the line index)."""
+    lines = {(r.major, r.minor) for r in releases if r.kind != "hotfix"}
+    if not lines:
+        lines = {(-1, -1)}  # one query whatever the window holds
+    rows = db.session.execute(
+        select(Release.major, Release.minor, func.count()).where(
+            Release.project_id == project.id, Release.kind == "hotfix",
+            or_(*(and_(Release.major == major, Release.minor == minor) for major, minor in sorted(lines))))
+        .group_by(Release.major, Release.minor))
+    return {(major, minor): count for major, minor, count in rows}
+
+
+def _cut_before(project: Project, release: Release | None) -> datetime | None:
+    """When the main cut before the window's first one was made (its first gap), by index."""
+    before = release.created_at if release is not None else datetime(1970, 1, 1, tzinfo=UTC)
+    found: datetime | None = db.session.scalar(
+        select(Release.created_at).where(Release.project_id == project.id, Release.created_at < before,
+                                         Release.kind != "hotfix", _on_train())
+        .order_by(Release.created_at.desc(), Release.id.desc()).limit(1))
+    return _utc(found)
+
+
+def _superseded(timings_in: Sequence[tuple[Release, dict[str, datetime]]], names: Sequence[str]) -> set[int]:
+    """Ids of releases waiting for an environment a higher version already entered.
+
+    One pass from the highest version down, keeping the environments reached so far: linear in
+    the window's releases (it was a comparison of every pair)."""
+    found: set[int] = set()
+    reached_above: set[str] = set()
+    ordered = sorted(timings_in, key=lambda pair: _order(pair[0]), reverse=True)
+    for _version, group in itertools.groupby(ordered, key=lambda pair: _order(pair[0])):
+        members = list(group)
+        for release, reached in members:
+            last = next((n for n in reversed(names) if n in reached), None)
+            if names and last == names[-1]:
+                continue
+            waiting_for = names[names.index(last) + 1] if last is not None else (names[0] if names else None)
+            if waiting_for is not None and waiting_for in reached_above:
+                found.add(release.id)
+        for _release, reached in members:
+            reached_above.update(reached)
+    return found
+
+
 def train_report(project: Project, *, now: datetime | None = None, limit: int = 20,
                  weeks: int = 12) -> TrainReport:
     """Lead times (cut to last environment), time per stage, hotfixes per release, deploys per
-    week per environment and days between cuts, from the release and deployment rows."""
+    week per environment and days between cuts, from the release and deployment rows.
+
+    It reads only the windows it plots: the newest `limit` releases cut (with their
+    deployments and their lines' hotfix counts) and the cut just before them, and the
+    successful deploys of the last `weeks` weeks; a fixed number of bounded, indexed queries
+    whatever the history holds. The medians and counts are those of the releases plotted."""
     now = now or datetime.now(UTC)
     envs = list(project.environments)
     names = [env.name for env in envs]
-    all_releases = list(db.session.scalars(
-        select(Release).where(Release.project_id == project.id)
-        .options(selectinload(Release.deployments))))
-    hotfix_count: dict[tuple[int, int], int] = {}
-    for release in all_releases:
-        if release.kind == "hotfix":
-            hotfix_count[(release.major, release.minor)] = hotfix_count.get((release.major, release.minor), 0) + 1
-    # Adopted releases were tagged before relapp existed: their cut time is unknown.
-    cut = sorted((r for r in all_releases if r.source == "cut" and r.state != "failed"),
-                 key=lambda r: (_utc(r.created_at) or now, r.id))
+    cut = _window_releases(project, limit)
+    hotfix_count = _hotfix_counts(project, cut)
     reached_by: dict[int, dict[str, datetime]] = {}
     for release in cut:
         reached = {}
@@ -162,6 +229,7 @@ def train_report(project: Project, *, now: datetime | None = None, limit: int = 
             if first is not None:
                 reached[env.name] = first
         reached_by[release.id] = reached
+    superseded_ids = _superseded([(r, reached_by[r.id]) for r in cut], names)
     timings: list[ReleaseTiming] = []
     for release in cut:
         cut_at = _utc(release.created_at) or now
@@ -172,10 +240,7 @@ def train_report(project: Project, *, now: datetime | None = None, limit: int = 
         last_stage = points[-1][0]
         done = bool(names) and last_stage == names[-1]
         # A release is superseded when a newer one already entered the environment it waits for.
-        waiting_for = names[names.index(last_stage) + 1] if not done and last_stage in names else (
-            names[0] if not done and names else None)
-        superseded = waiting_for is not None and any(
-            waiting_for in reached_by[other.id] and _order(other) > _order(release) for other in cut)
+        superseded = release.id in superseded_ids
         if not done and not superseded:
             stages.append(StageSpan(last_stage, max(0.0, (now - points[-1][1]).total_seconds()), open=True))
         lead = (reached[names[-1]] - cut_at).total_seconds() if done else None
@@ -183,39 +248,46 @@ def train_report(project: Project, *, now: datetime | None = None, limit: int = 
         timings.append(ReleaseTiming(release, cut_at, reached, stages, lead, hotfixes, superseded))
     leads = [t.lead_seconds for t in timings if t.lead_seconds is not None]
     mains = [t for t in timings if t.release.kind != "hotfix"]
+    first_main = mains[0].release if mains else None
+    before = _cut_before(project, first_main)  # queried even when empty: a constant count
     gaps = [Gap(b.release.version, b.cut_at, (b.cut_at - a.cut_at).total_seconds() / 86400)
             for a, b in itertools.pairwise(mains)]
+    if mains and before is not None:
+        gaps.insert(0, Gap(mains[0].release.version, mains[0].cut_at,
+                           (mains[0].cut_at - before).total_seconds() / 86400))
     cron_next, schedule_error = next_cut(project, now)
     return TrainReport(
-        project=project, envs=names, releases=timings[-limit:],
-        weeks=deploys_per_week(project, now=now, weeks=weeks), gaps=gaps[-limit:],
+        project=project, envs=names, releases=timings,
+        weeks=deploys_per_week(project, now=now, weeks=weeks), gaps=gaps,
         median_lead_days=statistics.median(leads) / 86400 if leads else None,
         median_gap_days=statistics.median(g.days for g in gaps) if gaps else None,
         within_week=sum(1 for lead in leads if lead <= WEEK_SECONDS), reached_last=len(leads),
         cron=project.train_cron, tz=project_zone(project).key, next_cut=cron_next,
-        schedule_error=schedule_error)
+        schedule_error=schedule_error, weeks_shown=weeks, limit=limit)
 
 
 def deploys_per_week(project: Project, *, now: datetime, weeks: int = 12) -> list[WeekCount]:
-    """Successful deploys per environment per week (weeks start Monday in the project's zone)."""
+    """Successful deploys per environment per week (weeks start Monday in the project's zone):
+    one query on the window's dates that reads two columns a row, never whole deployments."""
     zone = project_zone(project)
     envs = list(project.environments)
-    this_monday = now.astimezone(zone).date() - timedelta(days=now.astimezone(zone).weekday())
-    first = this_monday - timedelta(weeks=weeks - 1)
+    start_utc = window_start(project, now, weeks)
+    first = start_utc.astimezone(zone).date()
     counts = {first + timedelta(weeks=i): {env.name: 0 for env in envs} for i in range(weeks)}
     by_id = {env.id: env.name for env in envs}
-    start_utc = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
-    rows = db.session.scalars(select(Deployment).where(
-        Deployment.environment_id.in_(list(by_id)), Deployment.status == "succeeded",
-        or_(Deployment.finished_at >= start_utc, Deployment.finished_at.is_(None))))
-    for deployment in rows:
-        at = _utc(deployment.finished_at or deployment.created_at)
+    rows = db.session.execute(select(
+        Deployment.environment_id, Deployment.finished_at, Deployment.created_at).where(
+        Deployment.environment_id.in_(list(by_id) or [-1]), Deployment.status == "succeeded",
+        or_(Deployment.finished_at >= start_utc,
+            and_(Deployment.finished_at.is_(None), Deployment.created_at >= start_utc))))
+    for env_id, finished_at, created_at in rows:
+        at = _utc(finished_at or created_at)
         if at is None:
             continue
         day = at.astimezone(zone).date()
         monday = day - timedelta(days=day.weekday())
         if monday in counts:
-            counts[monday][by_id[deployment.environment_id]] += 1
+            counts[monday][by_id[env_id]] += 1
     return [WeekCount(week, counts[week]) for week in sorted(counts)]
 
 
@@ -278,9 +350,22 @@ class TrainPage:
     charts: dict[str, Any]
 
 
-def train_page(project_key: str | None) -> TrainPage:
-    """The train page of the project named in ?project= (else the first; None when none)."""
+WINDOWS = (4, 12, 26, 52)  # weeks the train page offers; anything else is the default 12
+
+
+def window_weeks(text: str | None) -> int:
+    """The weeks a ?weeks= asks for, when it is one the page offers; else 12."""
+    try:
+        weeks = int(text or 12)
+    except ValueError:
+        return 12
+    return weeks if weeks in WINDOWS else 12
+
+
+def train_page(project_key: str | None, weeks: int = 12) -> TrainPage:
+    """The train page of the project named in ?project= (else the first; None when none), over
+    the last `weeks` weeks."""
     project = pick_project(project_key)
-    report = train_report(project) if project else None
+    report = train_report(project, weeks=weeks) if project else None
     return TrainPage(project=project, projects=projects(), report=report,
                      charts=chart_data(report) if report else {})
