@@ -198,6 +198,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             from .extensions import ensure_embedded_redis
 
             ensure_embedded_redis()
+            from .extensions import cooperative_sqlite
+
+            cooperative_sqlite(db.engine)  # under gevent: SQLite waits that yield (extensions.py)
+
+    from .services import live
+
+    live.init_app(app)  # the live doorbell: rung after each commit (services/live.py)
 
     @app.before_request
     def _writes_take_the_lock_first() -> None:

@@ -163,6 +163,82 @@ def write_transaction() -> Iterator[None]:
         yield
 
 
+# -- SQLite under gevent -------------------------------------------------------------------------
+# sqlite3 waits for a lock inside its C busy handler, which sleeps the OS thread: under gevent
+# that thread carries every request and stream of the worker, so one waiting writer would stall
+# them all. In a gevent-patched process the busy timeout is therefore short (GEVENT_BUSY_MS) and
+# the long waits happen in Python, where time.sleep is gevent's: BEGIN IMMEDIATE (every write
+# transaction's start) is tried again until SQLITE_WAIT_SECONDS have passed; a statement refused
+# as busy otherwise raises, and the retries above it (in_write_transaction, the read-only view's
+# second try, write_line) wait with the patched sleep before trying again.
+GEVENT_BUSY_MS = 10
+SQLITE_WAIT_SECONDS = 30.0
+
+
+def gevent_patched() -> bool:
+    """True in a process gevent has monkey-patched (gunicorn's gevent worker)."""
+    import sys
+
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("time") or monkey.is_module_patched("socket"))
+
+
+def _busy(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code == sqlite3.SQLITE_BUSY  # plain busy only (not BUSY_SNAPSHOT: roll back)
+    return "locked" in str(exc).lower() or "busy" in str(exc).lower()
+
+
+def cooperative_sqlite(engine: Any, *, force: bool = False) -> bool:
+    """Make SQLite lock waits cooperative when gevent patched this process (or `force`): a
+    short busy timeout on each connection, and BEGIN IMMEDIATE retried with a patched sleep.
+    Returns whether it did (registered once per engine)."""
+    from sqlalchemy import event
+
+    if not (force or gevent_patched()) or engine.dialect.name != "sqlite":
+        return False
+    if getattr(engine, "_relapp_cooperative", False):
+        return True
+    engine._relapp_cooperative = True
+
+    @event.listens_for(engine, "connect")
+    def _short_busy(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={GEVENT_BUSY_MS}")
+        cursor.close()
+
+    def _begin_immediate(cursor: Any, statement: str) -> bool:
+        if statement.strip().upper() != "BEGIN IMMEDIATE":
+            return False
+        deadline = time.monotonic() + SQLITE_WAIT_SECONDS
+        pause = 0.005
+        while True:
+            try:
+                cursor.execute(statement)
+                return True
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))  # gevent's sleep: other greenlets run
+            pause = min(0.1, pause * 2)
+
+    @event.listens_for(engine, "do_execute")
+    def _do_execute(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        return not parameters and _begin_immediate(cursor, statement)
+
+    @event.listens_for(engine, "do_execute_no_params")
+    def _do_execute_no_params(cursor: Any, statement: str, _context: Any) -> bool:
+        return _begin_immediate(cursor, statement)
+
+    return True
+
+
 def ensure_embedded_redis() -> None:
     """Start the embedded Redis server of the instance folder if this app uses it (once)."""
     folder = current_app.config.get("RELAPP_EMBEDDED_REDIS")

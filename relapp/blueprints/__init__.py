@@ -16,3 +16,6 @@ def register_blueprints(app: Flask) -> None:
     for module in (releases, environments, train, audit, users, stream):
         app.register_blueprint(module.bp)
     register_api(app)
+    from . import live
+
+    app.register_blueprint(live.bp)  # GET /events, the live doorbell

@@ -122,14 +122,21 @@ def test_a_running_job_streams_live_lines_then_status_then_done(app, shop):
     assert events[-1]["event"] == "done" and events[-1]["data"]["last"] == 7
 
 
-def test_without_redis_the_stream_polls_the_database(app, shop, tmp_path):
+def test_without_redis_the_stream_replays_the_record_and_ends_for_a_later_reconnect(app, shop, tmp_path):
+    # The stream reads Redis only after its open: without Redis it sends what the database
+    # holds, asks for a slower reconnect and ends (no `done`: the job runs); the reconnect
+    # replays the rest from the database and ends with `done` once the job has ended.
+    job_id = make_job("running", 1)
     app.config["REDIS_URL"] = f"unix://{tmp_path}/no-redis.sock"
     app.extensions.pop("relapp.redis", None)
-    job_id = make_job("running", 1)
-    events = stream_while_fed(app, shop, job_id, 3)
-    assert [e["data"]["line"] for e in events if e.get("event") == "line"] == [
-        "line 1", "live 1", "live 2", "live 3"]
-    assert events[-1]["event"] == "done"
+    events = stream(shop, job_id)
+    assert [e["data"]["line"] for e in events if e.get("event") == "line"] == ["line 1"]
+    assert events[-1] == {"retry": "10000"} and not [e for e in events if e.get("event") == "done"]
+    feed(app, job_id, 3, pause=0).join(30)
+    again = stream(shop, job_id, **{"Last-Event-ID": "1"})
+    assert [e["data"]["line"] for e in again if e.get("event") == "line"] == [
+        "live 1", "live 2", "live 3"]
+    assert again[-1]["event"] == "done" and again[-1]["data"]["last"] == 4
 
 
 def test_a_stream_ends_after_its_time_limit_so_the_client_reconnects(app, shop):
