@@ -1,21 +1,34 @@
-"""Run the RQ worker that executes relapp's git and deploy jobs (the connection is passed explicitly).
+"""Run an RQ worker for relapp's jobs (the connection is passed explicitly).
 
-`python worker.py` also starts its maintenance companion, `python worker.py --maintain`, which every
-RELAPP_REAPER_INTERVAL seconds fails abandoned deploys, requeues jobs Redis lost and relays the
-outbox (and starts it again if it dies). It is a process of its own, not a thread and not a job in Redis:
+Work travels on one queue per kind (`<RELAPP_QUEUE>-git`: tag and hotfix jobs; `-deploy`: deploy
+jobs; `-schedule`: train ticks and drift checks), so a slow deploy never holds up a tag.
+`python worker.py` serves all three, one job at a time; `python worker.py --queues deploy` (a
+comma-separated list of kinds) serves only those, so each kind can have processes of its own
+(`make run` starts one per kind).
+
+The worker that serves `schedule` also keeps the installation running:
+- RQ's scheduler (moves due train ticks and drift checks to their queue);
+- the maintenance companion, `python worker.py --maintain`, which every RELAPP_REAPER_INTERVAL
+  seconds fails abandoned deploys, requeues jobs Redis lost and relays the outbox (and is started
+  again if it dies);
+- the queue of releases before queues per kind (named RELAPP_QUEUE itself): jobs an upgrade left
+  there, queued or scheduled, still run (at the lowest priority), so none is lost.
+An installation needs at least one worker serving `schedule`. Several may run: every write of the
+reaper is a fenced compare-and-set, and RQ's scheduler takes a lock per queue.
+
+The companion is a process of its own, not a thread and not a job in Redis:
 - the relay must run exactly when Redis was down or lost its data, so Redis cannot schedule it;
 - the worker forks a work-horse per job, and a fork taken while a thread sits inside the database
   driver or a lock copies that lock held forever into the child, which then hangs on its first
   query (seen with psycopg). A separate process keeps the worker single-threaded.
-Several workers may reap at once: every write of the reaper is a fenced compare-and-set.
 
 The worker owns the runtime: it builds the app once and pushes its context; RQ's forked work-horse
 inherits that context and, before its job, drops the database connections it inherited
 (`relapp.jobs.own_connections`). Jobs never build the app.
 """
-
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -27,6 +40,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 
+from relapp.extensions import QUEUE_KINDS as KINDS
 from relapp.jobs import own_connections
 
 log = logging.getLogger("relapp.worker")
@@ -117,19 +131,46 @@ class RelappWorker(Worker):
         super().main_work_horse(job, queue)
 
 
-def main() -> int:
-    """Build the app, push its context, and work the queue until stopped."""
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line; an unknown queue kind is one sentence on stderr and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="worker.py",
+        description="Run an RQ worker for relapp's jobs. The worker that serves 'schedule' also "
+                    "runs RQ's scheduler and the maintenance companion (reaper, requeue of lost "
+                    "jobs, outbox relay) and drains the queue of older releases (RELAPP_QUEUE); "
+                    "an installation needs one.")
+    parser.add_argument("--queues", default=",".join(KINDS), metavar="KINDS",
+                        help="comma-separated kinds of work to serve, in priority order: "
+                             f"{', '.join(KINDS)} (default: all three). git: tag and hotfix jobs; "
+                             "deploy: deploy jobs; schedule: train ticks and drift checks. "
+                             "The queues are named <RELAPP_QUEUE>-<kind>.")
+    parser.add_argument("--burst", action="store_true",
+                        help="run until the queues are empty, then exit")
+    parser.add_argument("--maintain", type=int, metavar="PID", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    kinds = [k.strip() for k in args.queues.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        what = f"unknown queue kind {unknown[0]!r}" if unknown else "no queue kind"
+        print(f"relapp worker: {what} in --queues; the kinds are {', '.join(KINDS)}.", file=sys.stderr)
+        sys.exit(2)
+    args.kinds = list(dict.fromkeys(kinds))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the app, push its context, and work the queues of the kinds asked for until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = sys.argv[1:]
-    if "--maintain" in args:
-        return maintain(int(args[args.index("--maintain") + 1]))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.maintain is not None:
+        return maintain(args.maintain)
 
     from relapp import create_app
-    from relapp.extensions import db, get_queue, get_redis
+    from relapp.extensions import db, get_legacy_queue, get_queue, get_redis
     from relapp.services.reaper import reap
 
     app = create_app()
-    burst = "--burst" in args
+    maintains = "schedule" in args.kinds
     with app.app_context():
         connection = get_redis()
         try:
@@ -138,16 +179,21 @@ def main() -> int:
             print(f"relapp worker: cannot reach Redis at the configured REDIS_URL ({exc.__class__.__name__}). "
                   "Start Redis or fix REDIS_URL.", file=sys.stderr)
             return 1
+        queues = [get_queue(kind) for kind in args.kinds]
+        if maintains:
+            queues.append(get_legacy_queue())  # last: what an upgrade left there, until it is empty
         companion = None
-        if burst:
+        if maintains and args.burst:
             # One pass on start, so a burst run also picks up committed work Redis never got.
             reap()
             db.session.remove()
-        else:
+        elif maintains:
             companion = Companion()
-        worker = RelappWorker([get_queue()], connection=connection)
+        log.info("serving %s%s", ", ".join(q.name for q in queues),
+                 " with RQ's scheduler and the maintenance companion" if maintains else "")
+        worker = RelappWorker(queues, connection=connection)
         try:
-            worker.work(with_scheduler=True, burst=burst)
+            worker.work(with_scheduler=maintains, burst=args.burst)
         finally:
             if companion is not None:
                 companion.stop()

@@ -263,15 +263,31 @@ def get_redis() -> Redis:
     return client
 
 
-def get_queue() -> Queue:
-    """The RQ queue that carries git and deploy jobs, bound to get_redis() explicitly."""
-    queue = current_app.extensions.get("relapp.queue")
+# The kinds of work, one RQ queue each (`<RELAPP_QUEUE>-<kind>`), so that each can have workers of
+# its own: a slow deploy never holds up a tag. `git`: tag and hotfix jobs (every job row that is
+# not a deploy); `deploy`: deploy jobs; `schedule`: train ticks and drift checks.
+QUEUE_KINDS = ("git", "deploy", "schedule")
+
+
+def get_queue(kind: str) -> Queue:
+    """The RQ queue of one kind of work (QUEUE_KINDS), bound to get_redis() explicitly."""
+    if kind not in QUEUE_KINDS:
+        raise ValueError(f"There is no queue kind {kind!r}; the kinds are {', '.join(QUEUE_KINDS)}.")
+    queue = current_app.extensions.get(f"relapp.queue.{kind}")
     if queue is None:
         from rq import Queue
 
-        queue = Queue(current_app.config["RQ_QUEUE"], connection=get_redis())
-        current_app.extensions["relapp.queue"] = queue
+        queue = Queue(f"{current_app.config['RQ_QUEUE']}-{kind}", connection=get_redis())
+        current_app.extensions[f"relapp.queue.{kind}"] = queue
     return queue
+
+
+def get_legacy_queue() -> Queue:
+    """The single queue of releases before queues per kind (named RELAPP_QUEUE itself): what an
+    upgrade left in it is served by the worker that serves `schedule` until it is empty."""
+    from rq import Queue
+
+    return Queue(current_app.config["RQ_QUEUE"], connection=get_redis())
 
 
 def get_passwords() -> Passwords:

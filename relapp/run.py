@@ -1,12 +1,13 @@
 """`make run`: set up the database and the demo, sync RELAPP_CONFIG, then run and supervise the web
-server, the worker and the embedded Redis until Ctrl-C or SIGTERM.
+server, one worker per kind of work (git, deploy, schedule) and the embedded Redis until Ctrl-C
+or SIGTERM.
 
-Supervision: a child that dies (the web server, the worker with its maintenance companion and
-RQ's scheduler, the embedded Redis server) is started again and the restart is said on stderr
-with the child's name and how it ended. A child that dies within STABLE_SECONDS of its start
-waits before the next start, 0.5 s doubling to 30 s, so a crash loop does not spin; one that
+Supervision: a child that dies (the web server, a worker — the `schedule` one with its maintenance
+companion and RQ's scheduler —, the embedded Redis server) is started again and the restart is said
+on stderr with the child's name and how it ended. A child that dies within STABLE_SECONDS of its
+start waits before the next start, 0.5 s doubling to 30 s, so a crash loop does not spin; one that
 ran longer than that restarts after 0.5 s again. Only Ctrl-C or SIGTERM to `make run` stops
-everything: the web server first (no new requests), then the worker, the embedded Redis last.
+everything: the web server first (no new requests), then the workers, the embedded Redis last.
 
 Each child runs in a process group of its own, so a child's leftovers (gunicorn's workers, the
 worker's work-horse and companion) go with it, and Ctrl-C reaches `make run` alone, which stops
@@ -228,11 +229,12 @@ def web_command(port: str) -> list[str]:
 def main() -> int:
     """Start the embedded Redis (if no REDIS_URL), upgrade the database, make the demo, sync
     RELAPP_CONFIG (a bad file: its sentence on stderr, exit status 1), then run and supervise
-    web and worker until Ctrl-C or SIGTERM (exit status 0)."""
+    web and workers until Ctrl-C or SIGTERM (exit status 0)."""
     os.environ.setdefault("RELAPP_DEMO", "1")
     embedded = not os.environ.get("REDIS_URL")
     port = os.environ.get("PORT", "5000")
     from relapp import create_app
+    from relapp.extensions import QUEUE_KINDS
 
     app = create_app()
     os.environ["REDIS_URL"] = app.config["REDIS_URL"]
@@ -247,8 +249,11 @@ def main() -> int:
         return 1
     python = sys.executable
     # Stopped in this order: the web server first, so no request starts work nobody will do.
+    # One worker per kind of work (its own queue), so a slow deploy never holds up a tag; the
+    # `schedule` one also runs RQ's scheduler and the maintenance companion.
     children = [Child("web server (gunicorn)", web_command(port)),
-                Child("worker", [python, "worker.py"])]
+                *(Child(f"worker ({kind})", [python, "worker.py", "--queues", kind])
+                  for kind in QUEUE_KINDS)]
     redis = EmbeddedRedis(Path(app.config["RELAPP_EMBEDDED_REDIS"])) if embedded else None
 
     stopping: list[int] = []
@@ -274,7 +279,7 @@ def main() -> int:
                 if not stopping:
                     child.check(now)
             time.sleep(TICK)
-        say(f"{signal.Signals(stopping[0]).name} received; stopping the web server, the worker"
+        say(f"{signal.Signals(stopping[0]).name} received; stopping the web server, the workers"
             + (" and the embedded Redis server." if embedded else "."))
     finally:
         # A second Ctrl-C while stopping must not leave children behind.

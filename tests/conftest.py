@@ -339,15 +339,14 @@ def run_worker_burst(env: dict[str, str], timeout: float = 120) -> subprocess.Co
 
 
 def work_queue() -> None:
-    """Run every queued job through a real RQ worker in this process (no fork), inside the
-    test's app context, as RQ's testing docs do."""
+    """Run every queued job (of every queue kind) through a real RQ worker in this process (no
+    fork), inside the test's app context, as RQ's testing docs do."""
     from rq import SimpleWorker
 
-    from relapp.extensions import db, get_queue
+    from relapp.extensions import QUEUE_KINDS, db, get_queue, get_redis
 
     db.session.rollback()  # the test's own read snapshot must not hide what the jobs write
-    queue = get_queue()
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SimpleWorker([get_queue(kind) for kind in QUEUE_KINDS], connection=get_redis()).work(burst=True)
     db.session.rollback()
 
 

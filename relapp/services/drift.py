@@ -286,7 +286,7 @@ def schedule_once(func: str, args: tuple[Any, ...], run_at: datetime, job_id: st
     (`job_id` with the installation's prefix, see models.rq_job_id), or None when Redis cannot
     take it now (the next tick or worker start schedules again)."""
     job_id = rq_job_id(job_id)
-    queue = get_queue()
+    queue = get_queue("schedule")
     job = queue.create_job(func, args=args, job_id=job_id, status=JobStatus.SCHEDULED,
                            timeout=timeout, result_ttl=3600, failure_ttl=24 * 3600)
     try:

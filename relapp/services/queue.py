@@ -16,7 +16,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from sqlalchemy import select, update
 
 from ..exceptions import NotFound
-from ..extensions import db, get_queue, in_write_transaction
+from ..extensions import db, get_queue, get_redis, in_write_transaction
 from ..joblog import JobLog, LogLine, lines, publish
 from ..models import ACTIVE_DEPLOY_STATES, Deployment, Job, Release, User, utcnow
 
@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT = {"tag_release": 600, "hotfix": 900, "deploy": 3600}
 # The audit action that records a release failed by its job, per job kind.
 RELEASE_JOBS = {"tag_release": "release.tag_failed", "hotfix": "release.hotfix_failed"}
+
+
+def queue_kind(job_kind: str) -> str:
+    """The queue (extensions.QUEUE_KINDS) a job row of this kind travels on: deploys on their
+    own, every other job row (tag, hotfix: git work) on `git`."""
+    return "deploy" if job_kind == "deploy" else "git"
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def create_job(kind: str, *, project_id: int | None = None, release_id: int | No
 def dispatch(job: Job) -> bool:
     """Hand a committed job to Redis; False (and a log line) when Redis cannot take it now."""
     try:
-        get_queue().enqueue("relapp.jobs.run", job.id, job_id=job.rq_id, unique=True,
+        get_queue(queue_kind(job.kind)).enqueue("relapp.jobs.run", job.id, job_id=job.rq_id, unique=True,
                             job_timeout=JOB_TIMEOUT.get(job.kind, 600), result_ttl=3600,
                             failure_ttl=7 * 24 * 3600)
     except DuplicateJobError:
@@ -212,8 +218,7 @@ def requeue_lost(*, limit: int = 100, now: datetime | None = None) -> int:
       and finish it): it ends only once it has outlived its own RQ timeout. A deploy job whose
       deployment is still active is left to the deployment reaper (leases).
     """
-    queue = get_queue()
-    connection = queue.connection
+    connection = get_redis()
     now = now or utcnow()
     count = 0
     try:

@@ -276,7 +276,7 @@ def test_a_deploy_asked_while_redis_is_down_is_accepted_and_runs_once_when_it_is
         use_redis(app, redis.url)
         assert relay(older_than=0) == 1
         assert relay(older_than=0) == 0  # exactly once
-        queue = Queue(app.config["RQ_QUEUE"], connection=Redis.from_url(redis.url))
+        queue = Queue(app.config["RQ_QUEUE"] + "-deploy", connection=Redis.from_url(redis.url))
         assert queue.count == 1
         db.session.commit()
         result = run_worker_burst({**worker_env, "REDIS_URL": redis.url})

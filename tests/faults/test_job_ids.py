@@ -70,15 +70,15 @@ def test_two_installations_sharing_one_redis_both_run_their_job_1(
     assert id_a == id_b == 1
     assert rq_a == f"relapp-{uid_a}-tag_release-1" and rq_b == "relapp-b0b0b0b0-tag_release-1"
     redis = Redis.from_url(backend["redis"])
-    assert Queue(app.config["RQ_QUEUE"], connection=redis).job_ids == [rq_a]
-    assert Queue(other.config["RQ_QUEUE"], connection=redis).job_ids == [rq_b]
+    assert Queue(app.config["RQ_QUEUE"] + "-git", connection=redis).job_ids == [rq_a]
+    assert Queue(other.config["RQ_QUEUE"] + "-git", connection=redis).job_ids == [rq_b]
 
     # Each installation's worker runs its own job 1 against its own database.
     for application in (app, other):
         with application.app_context():
             work_queue()
             assert outcome(1) == ("succeeded", 1, ["v1.0.0 is already tagged; nothing to do"])
-            assert get_queue().count == 0
+            assert get_queue("git").count == 0
             db.session.remove()
 
     # Their live logs live apart in Redis too: job 1's line of one is never streamed by the other.

@@ -221,7 +221,7 @@ def test_check_all_covers_environments_with_a_version_url(app, demo_project, all
 
 def test_schedule_check_puts_one_job_on_rqs_scheduler(app, demo_project):
     env = qa(app, "http://example.invalid/version")
-    registry = ScheduledJobRegistry(queue=get_queue())
+    registry = ScheduledJobRegistry(queue=get_queue("schedule"))
     first = drift.schedule_check(env.id, delay=30)
     second = drift.schedule_check(env.id, delay=30)
     assert first is not None and first.startswith(rq_job_id(f"drift-check-{env.id}-"))
@@ -236,7 +236,7 @@ def test_schedule_check_puts_one_job_on_rqs_scheduler(app, demo_project):
 def test_drift_ticks_are_scheduled_once_per_slot_and_reschedule_themselves(app, demo_project, allowed):
     host, _answer = allowed
     env = qa(app, f"http://{host}/version")
-    registry = ScheduledJobRegistry(queue=get_queue())
+    registry = ScheduledJobRegistry(queue=get_queue("schedule"))
     assert jobs.schedule_drift_tick() == jobs.schedule_drift_tick()
     ticks = [i for i in registry.get_job_ids() if i.startswith(rq_job_id("drift-tick-"))]
     assert len(ticks) == 1
@@ -255,7 +255,7 @@ def test_check_drift_job_runs_through_a_real_worker(app, demo_project, allowed):
 
     host, _answer = allowed
     env = qa(app, f"http://{host}/version")
-    queue = get_queue()
+    queue = get_queue("schedule")
     job = queue.enqueue("relapp.jobs.schedule.check_drift", env.id)
     db.session.commit()
     SimpleWorker([queue], connection=queue.connection).work(burst=True)

@@ -80,7 +80,7 @@ def set_train(cron: str | None) -> Project:
 
 
 def train_jobs() -> list[str]:
-    return [i for i in ScheduledJobRegistry(queue=get_queue()).get_job_ids() if i.startswith(rq_job_id("train-"))]
+    return [i for i in ScheduledJobRegistry(queue=get_queue("schedule")).get_job_ids() if i.startswith(rq_job_id("train-"))]
 
 
 def test_scheduling_the_same_slot_twice_gives_one_scheduled_rq_job(app, demo_project):
@@ -91,7 +91,7 @@ def test_scheduling_the_same_slot_twice_gives_one_scheduled_rq_job(app, demo_pro
     assert jobs.ensure_scheduled()["trains"] == {"demo": first.isoformat()}
     expected = rq_job_id(f"train-demo-{int(first.timestamp())}")
     assert train_jobs() == [expected]
-    registry = ScheduledJobRegistry(queue=get_queue())
+    registry = ScheduledJobRegistry(queue=get_queue("schedule"))
     assert registry.get_scheduled_time(expected) == first
     local = first.astimezone(train._zone(project))
     assert (local.weekday(), local.hour, local.minute) == (0, 10, 0)
@@ -110,7 +110,7 @@ def tick(project: Project, slot: datetime) -> dict[str, Any]:
         waiting = run_row(project, slot)
         assert (waiting.outcome, waiting.release_id) == ("tagging", result["release_id"])
         assert "deploy follows once the tag is pushed" in waiting.detail
-        queue = get_queue()
+        queue = get_queue("git")  # the tag job
         SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=1)
         db.session.rollback()
         run = run_row(project, slot)
@@ -214,7 +214,7 @@ def test_rqs_own_scheduler_moves_the_slot_to_the_queue_and_it_runs_once(app, dem
     slot = train.schedule(project)
     job_id = rq_job_id(f"train-demo-{int(slot.timestamp())}")
     assert train_jobs() == [job_id]
-    queue = get_queue()
+    queue = get_queue("schedule")
     registry = ScheduledJobRegistry(queue=queue)
     # Let the slot come due without sleeping: its score moves into the past (as RQ's own tests do).
     queue.connection.zadd(registry.key, {job_id: int(utcnow().timestamp()) - 1})
@@ -258,7 +258,7 @@ def test_a_real_burst_worker_runs_a_due_slot_in_its_forked_work_horse(app, demo_
     project = set_train("* * * * *")
     slot = train.schedule(project)
     job_id = rq_job_id(f"train-demo-{int(slot.timestamp())}")
-    queue = get_queue()
+    queue = get_queue("schedule")
     registry = ScheduledJobRegistry(queue=queue)
     queue.connection.zadd(registry.key, {job_id: int(utcnow().timestamp()) - 1})
     db.session.commit()
@@ -284,7 +284,7 @@ def test_the_train_goes_on_once_when_the_tag_job_ends_whoever_asks(app, demo_pro
     assert train.after_cut(release_id, tag_job_ended=False) is None  # still tagging: wait for it
     assert run_row(project, slot).outcome == "tagging"
 
-    queue = get_queue()
+    queue = get_queue("git")  # the tag job
     SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=1)
     db.session.rollback()
     run = run_row(project, slot)

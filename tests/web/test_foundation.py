@@ -220,7 +220,7 @@ def test_roles_are_checked_on_the_server(app, people):
 
 
 def test_a_trivial_job_round_trips_through_a_real_worker_process(app, worker_env, backend):
-    queue = Queue(app.config["RQ_QUEUE"], connection=Redis.from_url(backend["redis"]))
+    queue = Queue(app.config["RQ_QUEUE"] + "-git", connection=Redis.from_url(backend["redis"]))
     job = queue.enqueue("relapp.jobs.ping", "hello")
     result = run_worker_burst(worker_env)
     assert result.returncode == 0, result.stderr

@@ -126,15 +126,15 @@ def _deploy_runs(url: str, token: str, version: str, log: Path) -> None:
     assert _wait_for(f"deployment {deployment}", finished, 120, log) == "succeeded"
 
 
-def _ping_job_runs(instance: Path, value: str, log: Path) -> None:
-    """A job through the embedded Redis: a worker picks it up and runs it."""
+def _ping_job_runs(instance: Path, value: str, log: Path, queue: str = "relapp-git") -> None:
+    """A job through the embedded Redis: the worker serving `queue` picks it up and runs it."""
     from redis import Redis
     from rq import Queue
 
     from relapp.embedded import url_for_folder
 
     connection = Redis.from_url(url_for_folder(instance / "redis"))
-    job = Queue("relapp", connection=connection).enqueue("relapp.jobs.ping", value)
+    job = Queue(queue, connection=connection).enqueue("relapp.jobs.ping", value)
     _wait_for(f"the ping job {value!r}", lambda: job.get_status(refresh=True) == "finished", 60, log)
     assert job.return_value()["echo"] == value
     connection.close()
@@ -155,13 +155,20 @@ def test_a_dead_child_is_restarted_and_only_sigterm_stops_everything(make_run):
     assert refused.status == 414 and refused.getheader("Content-Type") == "application/problem+json"
     assert "longer than the 4094 bytes" in json.loads(refused.read())["detail"]
 
-    # The worker dies: the web server still answers, a new worker runs the next job.
-    worker = _direct(proc, "worker.py")
+    # One worker per kind of work, each a child of its own (issue 10); only the `schedule` one
+    # has a maintenance companion.
+    workers = {kind: _direct(proc, f"worker.py --queues {kind}") for kind in ("git", "deploy", "schedule")}
+    assert None not in workers.values(), _children(proc.pid)
+    owners = [command.split()[-1] for command in _children(proc.pid).values() if "--maintain" in command]
+    assert owners == [str(workers["schedule"])]
+
+    # The git worker dies: the web server still answers, a new one runs the next git job.
+    worker = workers["git"]
     assert worker is not None
     os.kill(worker, signal.SIGKILL)
     assert httpx.get(f"{url}/login", timeout=30).status_code == 200
-    _wait_for("a new worker", lambda: (_direct(proc, "worker.py") or worker) != worker, 60, log)
-    assert f"relapp run: worker (pid {worker}) was killed by SIGKILL; starting it again in" \
+    _wait_for("a new git worker", lambda: (_direct(proc, "worker.py --queues git") or worker) != worker, 60, log)
+    assert f"relapp run: worker (git) (pid {worker}) was killed by SIGKILL; starting it again in" \
         in log.read_text()
     _ping_job_runs(make_run["instance"], "after the worker died", log)
 
@@ -187,12 +194,12 @@ def test_a_dead_child_is_restarted_and_only_sigterm_stops_everything(make_run):
 
     # SIGTERM stops every process make run started, the embedded Redis server too; status 0.
     everything = set(_children(proc.pid)) | {int(pidfile.read_text())}
-    assert len(everything) >= 5  # gunicorn master and worker, worker, companion, Redis
+    assert len(everything) >= 7  # gunicorn master and worker, three workers, companion, Redis
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=90) == 0
     left = [pid for pid in everything if alive(pid)]
     assert not left, (left, log.read_text()[-3000:])
-    assert "SIGTERM received; stopping the web server, the worker and the embedded Redis server" \
+    assert "SIGTERM received; stopping the web server, the workers and the embedded Redis server" \
         in log.read_text()
 
 
