@@ -104,6 +104,11 @@ class Config:
         self.RELAPP_MANUAL_WAIT_SECONDS = number("RELAPP_MANUAL_WAIT_SECONDS", 86400)
         # A live log stream ends after this long; the browser reconnects with Last-Event-ID.
         self.RELAPP_SSE_MAX_SECONDS = number("RELAPP_SSE_MAX_SECONDS", 300)
+        # /metrics: without a token only loopback requests that no proxy forwarded get it; with
+        # one, only `Authorization: Bearer <token>` (from anywhere).
+        self.RELAPP_METRICS_TOKEN = text("RELAPP_METRICS_TOKEN")
+        # The window of the deploy-duration histogram read at each scrape (seconds).
+        self.RELAPP_METRICS_WINDOW_SECONDS = max(60.0, number("RELAPP_METRICS_WINDOW_SECONDS", 86400))
         # Hosts a webhook or version URL may reach although they are private (comma list).
         self.RELAPP_ALLOW_HOSTS = text("RELAPP_ALLOW_HOSTS", "") or ""
         # Drift: how often environments' version URLs are read, and how long one read may take.

@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from relapp import create_app
     from relapp.extensions import db, get_legacy_queue, get_queue, get_redis
     from relapp.services.reaper import reap
+    from relapp.startup import check_start
 
     app = create_app()
     maintains = "schedule" in args.kinds
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"relapp worker: cannot reach Redis at the configured REDIS_URL ({exc.__class__.__name__}). "
                   "Start Redis or fix REDIS_URL.", file=sys.stderr)
             return 1
+        # A warning when Redis may evict jobs; production mode's refusals (exit status 1).
+        check_start(app, "worker")
         queues = [get_queue(kind) for kind in args.kinds]
         if maintains:
             queues.append(get_legacy_queue())  # last: what an upgrade left there, until it is empty

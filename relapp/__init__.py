@@ -146,11 +146,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_object(settings)
     if test_config:
         app.config.update(test_config)
+    # First: request ids and the request clock cover every later hook; JSON logs in production.
+    from . import logging_setup
+    from .services import metrics
+
+    logging_setup.init_app(app)
+    metrics.init_app(app)
     instance = Path(app.instance_path)
     instance.mkdir(parents=True, exist_ok=True)
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
+        app.config["RELAPP_SECRET_KEY_GENERATED"] = True  # production mode refuses it
     url = app.config.get("SQLALCHEMY_DATABASE_URI") or f"sqlite:///{instance / 'relapp.sqlite3'}"
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
     if url.startswith("sqlite"):

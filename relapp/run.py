@@ -217,10 +217,14 @@ def port_is_free(port: int) -> bool:
 
 
 def web_command(port: str) -> list[str]:
-    """gunicorn as `make run` starts it: gevent with problem+json refusals
-    (relapp.gunicorn_worker), gunicorn's default request limits, RELAPP_CONFIG not synced again
-    (prepare did), and no control socket (one path per user: two starts would share it)."""
-    return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+    """gunicorn as `make run` starts it: production's configuration file (relapp.gunicorn_conf:
+    its hooks keep the metrics folder of its workers), gevent with problem+json refusals
+    (relapp.gunicorn_worker), gunicorn's default request limits, RELAPP_CONFIG emptied and
+    RELAPP_START_CHECKED set so its start hook neither syncs again nor spends a process on checks
+    the workers run too (prepare synced; in production mode the hook checks anyway), and no
+    control socket (one path per user: two starts would share it)."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:relapp.gunicorn_conf",
+            "--env", "RELAPP_CONFIG=", "--env", "RELAPP_START_CHECKED=1", "--bind", f"127.0.0.1:{port}",
             "--worker-class", "relapp.gunicorn_worker.ProblemGeventWorker",
             "--worker-connections", "1000", "--workers", "1", "--timeout", "120", "--graceful-timeout", "5",
             "--access-logfile", "-", "--no-control-socket", "relapp.wsgi:app"]

@@ -7,9 +7,10 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to the app."""
-    from . import assets, audit, auth, board, environments, releases, stream, train, users
+    from . import assets, audit, auth, board, environments, health, releases, stream, train, users
     from .api import register_api
 
+    app.register_blueprint(health.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(board.bp)
