@@ -174,7 +174,10 @@ class Release(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         UniqueConstraint("project_id", "version"),
         UniqueConstraint("project_id", "tag"),
-        Index("ix_releases_line", "project_id", "major", "minor"),
+        # A project's releases in version order (board, "Compare with", a line's releases: its
+        # prefix (project_id, major, minor) is the line), and newest cut first (the train window).
+        Index("ix_releases_version_order", "project_id", "major", "minor", "patch"),
+        Index("ix_releases_project_created", "project_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -309,6 +312,8 @@ class Deployment(db.Model):  # type: ignore[name-defined]
         ),
         # What runs in an environment (its latest successful deployment), read top-1 by index.
         Index("ix_deployments_env_status_id", "environment_id", "status", "id"),
+        # An environment's deploys finished in a date range (the train page's weeks).
+        Index("ix_deployments_env_status_finished", "environment_id", "status", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,6 +8,11 @@
   first, keyset-paginated on id; (action, id) also lists the known actions by skipping through
   the index (no DISTINCT scan).
 - audit_events (action, target, id): an environment's latest drift event, top-1.
+- releases (project_id, major, minor, patch): a project's releases in version order (the board,
+  the release page's "Compare with" neighbours); it replaces ix_releases_line (project_id, major,
+  minor), its prefix.
+- releases (project_id, created_at, id): the train page's window, newest cut first.
+- deployments (environment_id, status, finished_at): the train page's deploys per week.
 
 Revision ID: 5d2e8a7c1f90
 Revises: c884c051650f
@@ -29,6 +34,9 @@ INDEXES = (
     ("ix_audit_events_actor_id", "audit_events", ["actor", "id"]),
     ("ix_audit_events_project_id_id", "audit_events", ["project_id", "id"]),
     ("ix_audit_events_action_target_id", "audit_events", ["action", "target", "id"]),
+    ("ix_releases_version_order", "releases", ["project_id", "major", "minor", "patch"]),
+    ("ix_releases_project_created", "releases", ["project_id", "created_at", "id"]),
+    ("ix_deployments_env_status_finished", "deployments", ["environment_id", "status", "finished_at"]),
 )
 
 
@@ -36,8 +44,10 @@ def upgrade():
     # Plain CREATE INDEX (no batch copy): a copied audit_events would lose its append-only triggers.
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
+    op.drop_index("ix_releases_line", table_name="releases")
 
 
 def downgrade():
+    op.create_index("ix_releases_line", "releases", ["project_id", "major", "minor"])
     for name, table, _columns in reversed(INDEXES):
         op.drop_index(name, table_name=table)
