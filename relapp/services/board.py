@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from ..domain.pipeline import Role
 from ..extensions import db
-from ..models import Job, Project, Release
+from ..models import Deployment, Job, Project, Release
 from . import deployments as deploys
 from .accounts import has_role
 from .cards import Card, card_for, current_releases, newest_lines
@@ -32,49 +32,68 @@ class Column:
     unknown: str | None = None  # "unknown: last deploy abandoned" (an environment's column)
 
 
+MOVING = 20  # pending or failed releases the board shows beyond the newest, newest first
+
+
+def _moving_ids(project: Project, current: dict[str, int]) -> set[int]:
+    """Releases still moving, wherever they are in history: what runs in an environment, what
+    is being deployed (one per environment at most) and the newest pending or failed ones."""
+    env_ids = [env.id for env in project.environments]
+    active = db.session.scalars(select(Deployment.release_id).where(
+        Deployment.environment_id.in_(env_ids), Deployment.status.in_(deploys.ACTIVE)))
+    unfinished = db.session.scalars(select(Release.id).where(
+        Release.project_id == project.id, Release.state.in_(("pending", "failed")))
+        .order_by(Release.id.desc()).limit(MOVING))
+    return {*current.values(), *active, *unfinished}
+
+
 def board(project: Project, *, actor: Any = None, limit: int = 60,
           show_all: bool = False) -> list[Column]:
     """Columns cut, then each environment in order, with the cards of the releases that matter.
 
-    A release is retired from the board (unless `show_all`) when a later-made, higher release
-    reached the same stage or a further one, and nothing about it is live: it runs nowhere,
-    has no deploy in flight or failed, and its tag job is done.
+    The board reads the newest `limit` releases by version and the releases still moving
+    (running somewhere, being deployed, pending or failed), in a fixed number of bounded queries
+    whatever the history holds. A release is retired from the board (unless `show_all`) when a
+    later-made, higher release reached the same stage or a further one, and nothing about it is
+    live: it runs nowhere, has no deploy in flight or failed, and its tag job is done.
     """
     columns = [Column("cut", "Cut")] + [Column(env.name, env.name.upper(),
                                                unknown=unknown_label(env))
                                         for env in project.environments]
     by_name = {column.name: column for column in columns}
     rank = {column.name: index for index, column in enumerate(columns)}
-    releases = db.session.scalars(
-        select(Release).where(Release.project_id == project.id)
-        .options(selectinload(Release.deployments), selectinload(Release.decisions),
-                 selectinload(Release.created_by))
-        .order_by(Release.major.desc(), Release.minor.desc(), Release.patch.desc(),
-                  Release.id.desc())
-        .limit(limit)).all()
     current = current_releases(project)
+    newest = (select(Release.id).where(Release.project_id == project.id)
+              .order_by(Release.major.desc(), Release.minor.desc(), Release.patch.desc(),
+                        Release.id.desc()).limit(limit))
+    moving = sorted(_moving_ids(project, current))
+    releases = sorted(db.session.scalars(
+        select(Release).where(Release.project_id == project.id,
+                              or_(Release.id.in_(newest.scalar_subquery()), Release.id.in_(moving)))
+        .options(selectinload(Release.deployments), selectinload(Release.decisions),
+                 selectinload(Release.created_by))).all(),
+        key=lambda r: (r.major, r.minor, r.patch, r.id), reverse=True)
     pending_ids = [r.id for r in releases if r.state != "tagged"]
     jobs: dict[int, Job] = {}
-    if pending_ids:
-        for job in db.session.scalars(select(Job).where(
-                Job.release_id.in_(pending_ids), Job.kind.in_(("tag_release", "hotfix")))
-                .order_by(Job.id)):
-            if job.release_id is not None:
-                jobs[job.release_id] = job  # the newest wins
+    for job in db.session.scalars(select(Job).where(
+            Job.release_id.in_(pending_ids), Job.kind.in_(("tag_release", "hotfix")))
+            .order_by(Job.id)):
+        if job.release_id is not None:
+            jobs[job.release_id] = job  # the newest wins
     active_jobs = [d.job_id for r in releases for d in r.deployments
                    if d.status in deploys.ACTIVE and d.job_id is not None]
     lines = newest_lines(active_jobs)
-    # (rank, id) of tagged releases seen so far, newest version first.
-    seen: list[tuple[int, int]] = []
+    # Rank -> the highest id of a tagged release seen there so far, newest version first.
+    seen: dict[int, int] = {}
     for release in releases:
         card = card_for(project, release, actor=actor, current=current,
-                        job=jobs.get(release.id), last_lines=lines)
+                        job=jobs.get(release.id), last_lines=lines, find_job=False)
         column = by_name.get(card.stage, columns[0])
         here = rank.get(card.stage, 0)
         live = bool(card.runs_in or card.active or card.failed or release.state != "tagged")
-        superseded = any(r >= here and i > release.id for r, i in seen)
+        superseded = any(i > release.id for r, i in seen.items() if r >= here)
         if release.state == "tagged":
-            seen.append((here, release.id))
+            seen[here] = max(seen.get(here, 0), release.id)
         if superseded and not live and not show_all:
             column.hidden += 1
             continue

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..domain import changelog as cl
 from ..domain import pipeline
@@ -80,14 +80,13 @@ def current_releases(project: Project) -> dict[str, int]:
 
 
 def newest_lines(job_ids: list[int]) -> dict[int, str]:
-    """The newest log line of each of these jobs (one small query per running job)."""
-    found: dict[int, str] = {}
-    for job_id in job_ids:
-        line = db.session.scalar(select(JobLogLine.line).where(JobLogLine.job_id == job_id)
-                                 .order_by(JobLogLine.seq.desc()).limit(1))
-        if line is not None:
-            found[job_id] = line
-    return found
+    """The newest log line of each of these jobs: one query on the (job_id, seq) index, run even
+    for no jobs so a page's query count does not depend on what runs."""
+    newest = (select(JobLogLine.job_id, func.max(JobLogLine.seq).label("seq"))
+              .where(JobLogLine.job_id.in_(job_ids)).group_by(JobLogLine.job_id).subquery())
+    rows = db.session.execute(select(JobLogLine.job_id, JobLogLine.line).join(
+        newest, (JobLogLine.job_id == newest.c.job_id) & (JobLogLine.seq == newest.c.seq)))
+    return {job_id: line for job_id, line in rows}
 
 
 def _progress(line: str | None) -> tuple[int, int] | None:
@@ -102,8 +101,9 @@ def _progress(line: str | None) -> tuple[int, int] | None:
 
 def card_for(project: Project, release: Release, *, actor: Any = None,
              current: dict[str, int] | None = None, job: Job | None = None,
-             last_lines: dict[int, str] | None = None) -> Card:
-    """One release's card: its stage, QA state, bugs, running work and the viewer's actions."""
+             last_lines: dict[int, str] | None = None, find_job: bool = True) -> Card:
+    """One release's card: its stage, QA state, bugs, running work and the viewer's actions
+    (`find_job=False`: the caller looked the tag jobs up already, `job` is all there is)."""
     envs = list(project.environments)
     current = current_releases(project) if current is None else current
     succeeded = {d.environment_id for d in release.deployments if d.status == "succeeded"}
@@ -114,7 +114,7 @@ def card_for(project: Project, release: Release, *, actor: Any = None,
     latest_qa = pipeline.current_decision(facts, first) if envs else None
     bugs = list(latest_qa.bugs) if latest_qa and latest_qa.decision == "no-go" else []
     active = next((d for d in release.deployments if d.status in deploys.ACTIVE), None)
-    if job is None and release.state != "tagged":
+    if job is None and find_job and release.state != "tagged":
         job = db.session.scalar(select(Job).where(Job.release_id == release.id,
                                                   Job.kind.in_(("tag_release", "hotfix")))
                                 .order_by(Job.id.desc()))
