@@ -34,6 +34,7 @@ bp = Blueprint("releases", __name__)
 # The board refetches itself when this event reaches it.
 CHANGED = "board-changed"
 _BUG_SPLIT = re.compile(r"[\s,;]+")
+_TEAM_ID = re.compile(r"cl-team-\d{1,4}")
 
 
 def _text(name: str) -> str | None:
@@ -96,7 +97,7 @@ def show(project: str, version: str) -> Any:
                              actor=current_user)
     return render_template("releases/show.html", page=page, project=page.project,
                            release=page.release,
-                           retry=retry_svc.offer(page.project, page.release, current_user))
+                           retry=retry_svc.offer(page.project, page.release, current_user)), page.status
 
 
 @bp.get("/releases/<project>/<version>/changelog.md")
@@ -123,6 +124,22 @@ def changelog_json(project: str, version: str) -> Any:
             **cl.to_json(export.changelog, pr_url_template=proj.pr_url_template or None)}
     return Response(json.dumps(body, indent=2), mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="{export.filename}.json"'})
+
+
+@bp.get("/releases/<project>/<version>/changelog/team")
+@login_required
+def changelog_team(project: str, version: str) -> Any:
+    """One team's whole part of the changelog ("show all"): the fragment for htmx, else a page."""
+    proj = get_project(project)
+    part = read.changelog_team(proj, version, request.args.get("team", ""),
+                               since=request.args.get("since") or None)
+    target = request.htmx.target if request.htmx else None
+    element_id = target if target and _TEAM_ID.fullmatch(target) else "cl-team"
+    if request.htmx and not request.htmx.history_restore_request:
+        return render_block("releases/changelog_team.html", "team", project=proj, part=part,
+                            element_id=element_id)
+    return render_template("releases/changelog_team.html", project=proj, part=part,
+                           element_id=element_id)
 
 
 @bp.get("/releases/<project>/<version>/card")

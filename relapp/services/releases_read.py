@@ -8,17 +8,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import gitops
 from ..domain import changelog as cl
-from ..exceptions import ServiceError
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db
 from ..models import Decision, Deployment, Job, Project, Release
 from . import releases as rel
 from .cards import Card, card_for
 
 CANDIDATE_TYPES = ("fix", "perf")
+COMPARE_BELOW = 8  # "Compare with": the nearest lower versions,
+COMPARE_ABOVE = 4  # the nearest higher ones,
+COMPARE_LATEST = 8  # and the newest: at most 20, whatever the history holds
 MAX_CANDIDATES = 60
 LOCK_WAIT = 10.0  # seconds a page waits for the clone before it shows the list as unavailable
 
@@ -121,18 +126,44 @@ class ReleasePage:
     decisions: list[Decision]
     hotfixes: list[Release]
     jobs: list[Job]
-    others: list[Release]  # releases with a commit, for the "since" selector
+    others: list[Release]  # a bounded choice of releases with a commit, for "Compare with"
     fixes: list[Fix]
     fixes_error: str | None
     card: Card
+    since_text: str = ""  # what was typed in "Compare with"
+    since_error: str | None = None  # why that is not a release to compare with
+    status: int = 200  # the page's status: 400 / 404 when the typed version is bad or unknown
+
+
+def compare_choices(project: Project, release: Release) -> list[Release]:
+    """The releases "Compare with" offers, newest version first: the nearest lower and higher
+    versions and the newest ones, those with a commit (three indexed top-N queries, at most 20
+    rows, whatever the history holds). Any other version can be typed."""
+    version = tuple_(Release.major, Release.minor, Release.patch)
+    mine = tuple_(release.major, release.minor, release.patch)
+    base = select(Release).where(Release.project_id == project.id, Release.id != release.id,
+                                 Release.sha.is_not(None))
+    newest_first = (Release.major.desc(), Release.minor.desc(), Release.patch.desc())
+    below = db.session.scalars(base.where(version < mine).order_by(*newest_first).limit(COMPARE_BELOW))
+    above = db.session.scalars(base.where(version > mine).order_by(
+        Release.major, Release.minor, Release.patch).limit(COMPARE_ABOVE))
+    latest = db.session.scalars(base.order_by(*newest_first).limit(COMPARE_LATEST))
+    found = {r.id: r for rows in (below, above, latest) for r in rows}
+    return sorted(found.values(), key=lambda r: (r.major, r.minor, r.patch), reverse=True)
 
 
 def release_page(project: Project, version: str, *, since: str | None = None,
                  actor: Any = None) -> ReleasePage:
     """The release page's read model; git problems become sentences on the page, not errors."""
     release = rel.get_release(project, version)
+    since_text, since_error, status = (since or "").strip()[:100], None, 200
     if since:
-        rel.get_release(project, since)  # an unknown `since` is a 404, not an empty changelog
+        try:
+            rel.get_release(project, since)
+        except ServiceError as exc:
+            # A bad or unknown version is a sentence by the field (400 / 404), and the page
+            # shows the changelog since the release it follows.
+            since_error, status, since = exc.detail, exc.status, None
     log: cl.Changelog | None = None
     start: Release | None = None
     error: str | None = None
@@ -149,18 +180,28 @@ def release_page(project: Project, version: str, *, since: str | None = None,
             fixes = [Fix(entry, presence.get(entry.sha, "unknown")) for entry in own.entries]
         except ServiceError as exc:
             fixes_error = exc.detail
-    others = list(db.session.scalars(select(Release).where(
-        Release.project_id == project.id, Release.id != release.id, Release.sha.is_not(None))
-        .order_by(Release.major.desc(), Release.minor.desc(), Release.patch.desc())))
+    # Each list is the release's own rows by an indexed release_id, with what its rows show
+    # loaded alongside: the page runs the same queries whatever the history or the lists hold.
+    deployments = list(db.session.scalars(
+        select(Deployment).where(Deployment.release_id == release.id)
+        .options(selectinload(Deployment.environment), selectinload(Deployment.requested_by))
+        .order_by(Deployment.id.desc())))
+    decisions = list(db.session.scalars(
+        select(Decision).where(Decision.release_id == release.id)
+        .options(selectinload(Decision.environment), selectinload(Decision.by))
+        .order_by(Decision.id.desc())))
+    # The card reads the same rows: give them to the relationships instead of loading them again.
+    set_committed_value(release, "deployments", deployments[::-1])
+    set_committed_value(release, "decisions", decisions[::-1])
     jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id)
                                    .order_by(Job.id.desc())))
     return ReleasePage(project=project, release=release, changelog=log, since=start,
-                       changelog_error=error,
-                       deployments=sorted(release.deployments, key=lambda d: d.id, reverse=True),
-                       decisions=sorted(release.decisions, key=lambda d: d.id, reverse=True),
-                       hotfixes=rel.hotfixes_of(release), jobs=jobs, others=others, fixes=fixes,
+                       changelog_error=error, deployments=deployments, decisions=decisions,
+                       hotfixes=rel.hotfixes_of(release), jobs=jobs,
+                       others=compare_choices(project, release), fixes=fixes,
                        fixes_error=fixes_error,
-                       card=card_for(project, release, actor=actor))
+                       card=card_for(project, release, actor=actor),
+                       since_text=since_text, since_error=since_error, status=status)
 
 
 @dataclass
@@ -197,3 +238,29 @@ def changelog_export(project: Project, version: str, *, since: str | None = None
     title = f"{project.name} {release.version}" + (f" (since {start.version})" if start else "")
     name = f"{project.key}-{release.version}" + (f"-since-{start.version}" if since and start else "")
     return ChangelogExport(release=release, since=start, changelog=log, title=title, filename=name)
+
+
+@dataclass
+class ChangelogTeam:
+    """Every entry of one team in a release's changelog: what "show all" loads on demand."""
+
+    release: Release
+    since: Release | None
+    team: str
+    sections: tuple[tuple[cl.Section, tuple[cl.ChangelogEntry, ...]], ...]
+
+    @property
+    def count(self) -> int:
+        """The team's entries."""
+        return sum(len(entries) for _section, entries in self.sections)
+
+
+def changelog_team(project: Project, version: str, team: str, *,
+                   since: str | None = None) -> ChangelogTeam:
+    """One team's part of a release's changelog, whole (a 404 with a sentence for a team the
+    changelog does not name)."""
+    release = rel.get_release(project, version)
+    log, start = rel.changelog(project, release, since=since)
+    if team not in log.by_team:
+        raise NotFound(f"The changelog of {release.version} has no entries of a team '{team[:64]}'.")
+    return ChangelogTeam(release=release, since=start, team=team, sections=log.by_team[team])
