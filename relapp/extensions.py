@@ -270,16 +270,13 @@ QUEUE_KINDS = ("git", "deploy", "schedule")
 
 
 def get_queue(kind: str) -> Queue:
-    """The RQ queue of one kind of work (QUEUE_KINDS), bound to get_redis() explicitly."""
+    """The RQ queue of one kind of work (QUEUE_KINDS), bound to get_redis() explicitly (a Queue
+    is a name and a client: made per call, it follows the app's client when that is replaced)."""
+    from rq import Queue
+
     if kind not in QUEUE_KINDS:
         raise ValueError(f"There is no queue kind {kind!r}; the kinds are {', '.join(QUEUE_KINDS)}.")
-    queue = current_app.extensions.get(f"relapp.queue.{kind}")
-    if queue is None:
-        from rq import Queue
-
-        queue = Queue(f"{current_app.config['RQ_QUEUE']}-{kind}", connection=get_redis())
-        current_app.extensions[f"relapp.queue.{kind}"] = queue
-    return queue
+    return Queue(f"{current_app.config['RQ_QUEUE']}-{kind}", connection=get_redis())
 
 
 def get_legacy_queue() -> Queue:
