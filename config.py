@@ -104,6 +104,9 @@ class Config:
         self.RELAPP_MANUAL_WAIT_SECONDS = number("RELAPP_MANUAL_WAIT_SECONDS", 86400)
         # A live log stream ends after this long; the browser reconnects with Last-Event-ID.
         self.RELAPP_SSE_MAX_SECONDS = number("RELAPP_SSE_MAX_SECONDS", 300)
+        # Live pages: while a tab's /events stream is down, its live regions re-fetch themselves
+        # this often (seconds); 0 switches that fallback off (the browser tests use 0).
+        self.RELAPP_LIVE_FALLBACK_SECONDS = max(0.0, number("RELAPP_LIVE_FALLBACK_SECONDS", 30))
         # /metrics: without a token only loopback requests that no proxy forwarded get it; with
         # one, only `Authorization: Bearer <token>` (from anywhere).
         self.RELAPP_METRICS_TOKEN = text("RELAPP_METRICS_TOKEN")

@@ -15,9 +15,10 @@ from jinja2_fragments.flask import render_block
 from ..auth import role_required
 from ..domain import changelog as cl
 from ..domain.pipeline import Role
-from ..exceptions import ServiceError
+from ..exceptions import NotFound, ServiceError
 from ..services import adoption as adoption_svc
 from ..services import cards
+from ..services import live_regions as regions
 from ..services import release_retry as retry_svc
 from ..services import releases as svc
 from ..services import releases_read as read
@@ -151,6 +152,27 @@ def card(project: str, version: str) -> Any:
                            card=cards.card_for(proj, release, actor=current_user))
 
 
+# --- live regions of the release page ---------------------------------------------------------
+
+REGIONS = {"state": "release_state", "side": "release_side"}
+
+
+@bp.get("/releases/<project>/<version>/regions/<name>")
+@login_required
+def region(project: str, version: str, name: str) -> Any:
+    """One live region of the release page (`state`: head, facts, retry; `side`: deployments,
+    decisions, hotfixes, jobs), re-fetched when the /events doorbell names the release."""
+    block = REGIONS.get(name)
+    if block is None:
+        raise NotFound(f"The release page has no region {name!r}; there are state and side.")
+    proj = get_project(project)
+    page = regions.release_regions(proj, version, since=request.args.get("since") or None,
+                                   actor=current_user)
+    retry = retry_svc.offer(proj, page.release, current_user) if name == "state" else None
+    return render_block("releases/show.html", block, page=page, project=proj, release=page.release,
+                        retry=retry)
+
+
 # --- deploy / promote ------------------------------------------------------------------------
 
 @bp.get("/releases/<project>/<version>/promote")
@@ -240,6 +262,15 @@ def job(job_id: int) -> Any:
     # A webhook or manual deploy's job ends at the hand-off: the page follows its deployment.
     return render_template("jobs/show.html", job=row, lines=lines, followed=stream_state(job_id),
                            last_seq=lines[-1].seq if lines else 0)
+
+
+@bp.get("/jobs/<int:job_id>/facts")
+@login_required
+def job_facts(job_id: int) -> Any:
+    """The job page's facts (status, times, deployment, error): its live region, re-fetched when
+    the /events doorbell names the job."""
+    facts = regions.job_facts(job_id)
+    return render_block("jobs/show.html", "job_facts", job=facts.job, followed=facts.followed)
 
 
 # --- adoption --------------------------------------------------------------------------------

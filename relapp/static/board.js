@@ -1,8 +1,23 @@
 // The board's behaviour: drag a card to the next column to open its promote panel (Sortable),
-// close panels, keep the self-refreshing board still while a card is being dragged, and show
-// refusals of a panel's form inside the panel.
+// close panels, keep the live board still while a card is being dragged (data-live-hold: live.js
+// re-fetches it once the drag ends), and show refusals of a panel's form inside the panel.
 (() => {
   let dragging = false;
+  let missed = false; // a refresh asked for during a drag, made after it
+
+  function hold(on) {
+    dragging = on;
+    document.body.classList.toggle("dragging", on);
+    const board = document.getElementById("board");
+    if (on) {
+      board?.setAttribute("data-live-hold", "");
+      return;
+    }
+    board?.removeAttribute("data-live-hold");
+    document.dispatchEvent(new CustomEvent("live:released"));
+    if (missed && window.htmx) htmx.trigger(document.body, "board-changed");
+    missed = false;
+  }
 
   function putBack(evt) {
     const anchor = evt.from.children[evt.oldIndex] || null;
@@ -22,12 +37,11 @@
         filter: "a, button, input, textarea, select",
         preventOnFilter: false,
         ghostClass: "card-ghost",
-        onStart: () => { dragging = true; document.body.classList.add("dragging"); },
+        onStart: () => hold(true),
         // Only the card's next column takes it; everything else snaps back while dragging.
         onMove: (evt) => evt.to === evt.from || evt.to.dataset.stage === evt.dragged.dataset.next,
         onEnd: (evt) => {
-          dragging = false;
-          document.body.classList.remove("dragging");
+          hold(false);
           if (evt.to === evt.from) return;
           const card = evt.item;
           const wanted = evt.to.dataset.stage === card.dataset.next;
@@ -63,7 +77,10 @@
 
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       // A refresh in the middle of a drag would pull the card out from under the pointer.
-      if (dragging && event.detail.elt.id === "board") event.preventDefault();
+      if (dragging && event.detail.elt.id === "board") {
+        event.preventDefault();
+        missed = true;
+      }
     });
 
     document.body.addEventListener("htmx:beforeSwap", (event) => {

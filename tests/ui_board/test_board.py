@@ -47,7 +47,8 @@ def test_htmx_asks_for_the_board_fragment_only(app, released):
     body = response.get_data(as_text=True)
     assert response.status_code == 200
     assert body.lstrip().startswith('<div id="board"') and "<html" not in body
-    assert 'hx-trigger="every 5s, board-changed from:body"' in body
+    # It refreshes when the /events doorbell names its project (live.js), never on a timer.
+    assert 'hx-trigger="live, board-changed from:body"' in body and 'data-live="project:' in body
     assert "HX-Request" in response.headers["Vary"]
     full = client.get("/?project=demo")
     assert "<html" in full.get_data(as_text=True) and "HX-Request" in full.headers["Vary"]

@@ -1,0 +1,84 @@
+"""Read models of the live regions a page re-fetches when the /events doorbell names them: a
+release page's state and side panel, and a job page's facts. They read what those regions show
+and no more (no changelog, no git, no log lines), each list bounded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ..exceptions import NotFound
+from ..extensions import db
+from ..models import Decision, Deployment, Job, Project, Release
+from . import releases as rel
+from .cards import Card, card_for
+from .queue import StreamState, stream_state
+
+LIMIT = 50  # rows per list a region shows; older ones are on the full page's history
+
+
+@dataclass
+class ReleaseRegions:
+    """What a release page's live regions show (the names match the page's read model)."""
+
+    project: Project
+    release: Release
+    since: Release | None
+    card: Card
+    deployments: list[Deployment]
+    decisions: list[Decision]
+    hotfixes: list[Release]
+    jobs: list[Job]
+
+
+def release_regions(project: Project, version: str, *, since: str | None = None,
+                    actor: Any = None) -> ReleaseRegions:
+    """The release's state (card, facts) and its deployments, decisions, hotfixes and jobs."""
+    release = rel.get_release(project, version)
+    start = None
+    if since:
+        try:
+            start = rel.get_release(project, since)
+        except NotFound:
+            start = None  # the page said so already; the region keeps its links plain
+    # As the release page reads them: the release's rows by their indexed release_id, with what
+    # the rows show loaded alongside, handed to the card instead of being loaded again.
+    deployments = list(db.session.scalars(
+        select(Deployment).where(Deployment.release_id == release.id)
+        .options(selectinload(Deployment.environment), selectinload(Deployment.requested_by))
+        .order_by(Deployment.id.desc())))
+    decisions = list(db.session.scalars(
+        select(Decision).where(Decision.release_id == release.id)
+        .options(selectinload(Decision.environment), selectinload(Decision.by))
+        .order_by(Decision.id.desc())))
+    set_committed_value(release, "deployments", deployments[::-1])
+    set_committed_value(release, "decisions", decisions[::-1])
+    card = card_for(project, release, actor=actor)
+    jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id)
+                                   .order_by(Job.id.desc()).limit(LIMIT)))
+    return ReleaseRegions(project=project, release=release, since=start, card=card,
+                          deployments=deployments[:LIMIT], decisions=decisions[:LIMIT],
+                          hotfixes=rel.hotfixes_of(release)[:LIMIT], jobs=jobs)
+
+
+@dataclass
+class JobFacts:
+    """A job page's facts: the job row and what its live stream follows."""
+
+    job: Job
+    followed: StreamState
+
+
+def job_facts(job_id: int) -> JobFacts:
+    """The job and its deployment's state, or NotFound."""
+    if db.session.get(Job, job_id) is None:
+        raise NotFound(f"There is no job {job_id}.")
+    followed = stream_state(job_id)  # ends the read: the job is loaded afresh below
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"There is no job {job_id}.")
+    return JobFacts(job=job, followed=followed)
