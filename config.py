@@ -86,6 +86,9 @@ class Config:
         self.RELAPP_ARGON2_MEMORY_KIB = int(number("RELAPP_ARGON2_MEMORY_KIB", 19 * 1024))
         self.RELAPP_ARGON2_TIME_COST = int(number("RELAPP_ARGON2_TIME_COST", 2))
         self.RELAPP_ARGON2_PARALLELISM = int(number("RELAPP_ARGON2_PARALLELISM", 1))
+        # At most this many password checks run at once per process (the others wait their
+        # turn): a sign-in burst holds at most this many × the memory above.
+        self.RELAPP_PASSWORD_CHECKS = max(1, int(number("RELAPP_PASSWORD_CHECKS", 4)))
 
         # Sign-in rate limit, per IP and per username; storage is the same Redis as the queue.
         self.RATELIMIT_LOGIN = text("RELAPP_LOGIN_LIMIT", "10 per minute")

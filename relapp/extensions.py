@@ -288,7 +288,8 @@ def get_legacy_queue() -> Queue:
 
 
 def get_passwords() -> Passwords:
-    """The app's password hasher, with the argon2id parameters of its configuration."""
+    """The app's password hasher, with the argon2id parameters of its configuration and at most
+    RELAPP_PASSWORD_CHECKS checks at once in this process (made at first use: see Passwords)."""
     passwords = current_app.extensions.get("relapp.passwords")
     if passwords is None:
         from .security import Passwords
@@ -296,6 +297,7 @@ def get_passwords() -> Passwords:
         config = current_app.config
         passwords = Passwords(memory_kib=config["RELAPP_ARGON2_MEMORY_KIB"],
                               time_cost=config["RELAPP_ARGON2_TIME_COST"],
-                              parallelism=config["RELAPP_ARGON2_PARALLELISM"])
+                              parallelism=config["RELAPP_ARGON2_PARALLELISM"],
+                              concurrency=config["RELAPP_PASSWORD_CHECKS"])
         current_app.extensions["relapp.passwords"] = passwords
     return passwords

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..domain.pipeline import Role
 from ..exceptions import NotFound, ServiceError
-from ..extensions import SQLITE_IMMEDIATE, db, get_passwords
+from ..extensions import SQLITE_IMMEDIATE, db, get_passwords, in_write_transaction
 from ..models import ROLES, ApiToken, User, utcnow
 from ..security import new_token, token_hash
 from . import audit
@@ -45,14 +45,23 @@ def authenticate(username: str, password: str) -> User | None:
     password-hashing effort whether the name or the password was wrong."""
     passwords = get_passwords()
     user = db.session.scalar(select(User).where(User.username == username)) if username else None
-    if not (passwords.verify(user.password_hash if user else None, password) and may_sign_in(user)):
+    stored = user.password_hash if user else None
+    # The check takes argon2's time (and waits its turn, see security.Passwords): no transaction
+    # is held meanwhile (on SQLite a POST's holds the write lock from its first read).
+    db.session.commit()
+    if not (passwords.verify(stored, password) and may_sign_in(user)):
         return None
-    assert user is not None and user.password_hash is not None
-    if passwords.needs_rehash(user.password_hash):
-        # Made with other argon2 parameters (an older default): brought to today's on sign-in.
-        user.password_hash = passwords.hash(password)
-        db.session.commit()
+    assert user is not None and stored is not None
+    if passwords.needs_rehash(stored):
+        # Made with other argon2 parameters (an older default): brought to today's on sign-in,
+        # unless the password changed meanwhile.
+        in_write_transaction(_renew_hash, user.id, stored, passwords.hash(password))
     return user
+
+
+def _renew_hash(user_id: int, old: str, new: str) -> None:
+    db.session.execute(update(User).where(User.id == user_id, User.password_hash == old)
+                       .values(password_hash=new))
 
 
 def session_id(user: User) -> str:
