@@ -181,7 +181,7 @@ def gevent_patched() -> bool:
 
     if "gevent" not in sys.modules:
         return False
-    from gevent import monkey
+    from gevent import monkey  # type: ignore[import-untyped]
 
     return bool(monkey.is_module_patched("time") or monkey.is_module_patched("socket"))
 
@@ -191,7 +191,7 @@ def _busy(exc: BaseException) -> bool:
         return False
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code == sqlite3.SQLITE_BUSY  # plain busy only (not BUSY_SNAPSHOT: roll back)
+        return bool(code == sqlite3.SQLITE_BUSY)  # plain busy only (not BUSY_SNAPSHOT: roll back)
     return "locked" in str(exc).lower() or "busy" in str(exc).lower()
 
 

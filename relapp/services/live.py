@@ -98,7 +98,7 @@ def _pending(session: Session) -> Pending:
     pending = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = Pending()
-    return pending  # type: ignore[no-any-return]
+    return pending
 
 
 def notify(*names: str) -> None:
@@ -171,7 +171,7 @@ def _collect_objects(session: Session, objects: list[tuple[Any, bool]]) -> None:
             rid = _value(obj, "release_id")
             pending.topics.update(topics(project=_value(obj, "project_id") or projects.get(rid),
                                          release=rid, job=obj.id))
-            state = inspect(obj).attrs
+            state: Any = inspect(obj).attrs
             if not whole and (state.status.history.has_changes() or state.error.history.has_changes()):
                 pending.event(obj.id, {"type": "status", "status": _value(obj, "status"),
                                        "error": _value(obj, "error")})
@@ -260,28 +260,28 @@ def _collect_rows(session: Session, model: type, ids: list[int]) -> None:
         for row in conn.execute(select(Release.id, Release.project_id).where(Release.id.in_(ids))):
             pending.topics.update(topics(project=row.project_id, release=row.id))
     elif model is Environment:
-        for row in conn.execute(select(Environment.project_id).where(Environment.id.in_(ids))):
-            pending.topics.update(topics(project=row.project_id))
+        for env in conn.execute(select(Environment.project_id).where(Environment.id.in_(ids))):
+            pending.topics.update(topics(project=env.project_id))
     elif model is Decision:
-        for row in conn.execute(select(Decision.release_id, Release.project_id)
-                                .join(Release, Release.id == Decision.release_id)
-                                .where(Decision.id.in_(ids))):
-            pending.topics.update(topics(project=row.project_id, release=row.release_id))
+        for decision in conn.execute(select(Decision.release_id, Release.project_id)
+                                     .join(Release, Release.id == Decision.release_id)
+                                     .where(Decision.id.in_(ids))):
+            pending.topics.update(topics(project=decision.project_id, release=decision.release_id))
     elif model is Job:
-        for row in conn.execute(select(Job.id, Job.project_id, Job.release_id, Job.status, Job.error)
+        for job in conn.execute(select(Job.id, Job.project_id, Job.release_id, Job.status, Job.error)
                                 .where(Job.id.in_(ids))):
-            project = row.project_id or _release_projects(session, [row.release_id]).get(row.release_id)
-            pending.topics.update(topics(project=project, release=row.release_id, job=row.id))
-            pending.event(row.id, {"type": "status", "status": row.status, "error": row.error})
+            project = job.project_id or _release_projects(session, [job.release_id]).get(job.release_id)
+            pending.topics.update(topics(project=project, release=job.release_id, job=job.id))
+            pending.event(job.id, {"type": "status", "status": job.status, "error": job.error})
     elif model is Deployment:
-        for row in conn.execute(select(Deployment.id, Deployment.release_id, Deployment.job_id,
+        for dep in conn.execute(select(Deployment.id, Deployment.release_id, Deployment.job_id,
                                        Deployment.status, Deployment.message, Release.project_id)
                                 .join(Release, Release.id == Deployment.release_id)
                                 .where(Deployment.id.in_(ids))):
-            pending.topics.update(topics(project=row.project_id, release=row.release_id,
-                                         job=row.job_id))
-            if row.job_id is not None:
-                pending.event(row.job_id, _deployment_event(row.id, row.status, row.message))
+            pending.topics.update(topics(project=dep.project_id, release=dep.release_id,
+                                         job=dep.job_id))
+            if dep.job_id is not None:
+                pending.event(dep.job_id, _deployment_event(dep.id, dep.status, dep.message))
     _remember_uid(session)
 
 
@@ -436,7 +436,7 @@ def _follow(key: str, after: str | None, deadline: float) -> Iterator[str]:
     with stream_open("events"):
         yield f"retry: {RETRY_MS}\n\n"
         try:
-            redis = get_redis()
+            redis: Any = get_redis()
             newest = redis.xrevrange(key, count=1)
             last = _text(newest[0][0]) if newest else "0-0"
             yield sse("hello", {"last": last})
