@@ -102,7 +102,9 @@ def _check_password(password: str) -> None:
 def change_password(user: User, current: str, new: str) -> None:
     """A user changes their own password (the current one is checked); every other session of
     theirs ends."""
-    if not get_passwords().verify(user.password_hash, current):
+    stored = user.password_hash
+    db.session.commit()  # no transaction held through argon2 (see authenticate)
+    if not get_passwords().verify(stored, current):
         raise ServiceError("The current password is wrong; nothing was changed.", code="wrong_password")
     _check_password(new)
     _set_password(user, new, actor=user)
@@ -120,7 +122,9 @@ def set_password(username: str, new: str, *, actor: User | str | None = "cli") -
 
 
 def _set_password(user: User, new: str, *, actor: User | str | None) -> None:
-    user.password_hash = get_passwords().hash(new)
+    db.session.commit()  # no transaction held through argon2 (see authenticate)
+    password_hash = get_passwords().hash(new)
+    user.password_hash = password_hash
     # Never the hash, nor the password, in the audit: only that it changed.
     audit.record(actor, "user.password.change", target=f"user:{user.username}")
     end_sessions(user, actor=actor, reason="password changed")
