@@ -337,6 +337,7 @@ def measure_all(apps: tuple[Any, Any], counters: tuple[QueryCounter, QueryCounte
     big: dict[str, Measure] = {}
     for name, path in pages(demo):
         small[name], big[name] = measure_pair(clients, counters, path, reps)
+        print(f"  measured {name}: {small[name].seconds * 1000:.0f} / {big[name].seconds * 1000:.0f} ms")
     return small, big
 
 
@@ -430,6 +431,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress as it goes
     scale = args.releases / 100_000
     sizes = {"releases": args.releases, "deployments": int(300_000 * scale), "jobs": int(400_000 * scale),
              "audit_events": int(2_000_000 * scale)}

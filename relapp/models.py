@@ -314,6 +314,8 @@ class Deployment(db.Model):  # type: ignore[name-defined]
         Index("ix_deployments_env_status_id", "environment_id", "status", "id"),
         # An environment's deploys finished in a date range (the train page's weeks).
         Index("ix_deployments_env_status_finished", "environment_id", "status", "finished_at"),
+        # A job's deployment (the job page and its live stream).
+        Index("ix_deployments_job_id", "job_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

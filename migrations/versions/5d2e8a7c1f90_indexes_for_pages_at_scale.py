@@ -13,6 +13,7 @@
   minor), its prefix.
 - releases (project_id, created_at, id): the train page's window, newest cut first.
 - deployments (environment_id, status, finished_at): the train page's deploys per week.
+- deployments (job_id, id): a job's deployment, for the job page and its live stream.
 
 Revision ID: 5d2e8a7c1f90
 Revises: c884c051650f
@@ -37,6 +38,7 @@ INDEXES = (
     ("ix_releases_version_order", "releases", ["project_id", "major", "minor", "patch"]),
     ("ix_releases_project_created", "releases", ["project_id", "created_at", "id"]),
     ("ix_deployments_env_status_finished", "deployments", ["environment_id", "status", "finished_at"]),
+    ("ix_deployments_job_id", "deployments", ["job_id", "id"]),
 )
 
 

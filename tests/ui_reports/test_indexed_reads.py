@@ -24,7 +24,8 @@ ACTIONS = ("deploy.request", "deploy.finish", "deploy.cancel", "environment.lock
 ACTORS = ("rita", "erin", "quinn", "relapp", "relapp-drift")
 NEW_INDEXES = {
     "jobs": {"ix_jobs_release_id", "ix_jobs_status_id"},
-    "deployments": {"ix_deployments_env_status_id", "ix_deployments_env_status_finished"},
+    "deployments": {"ix_deployments_env_status_id", "ix_deployments_env_status_finished",
+                    "ix_deployments_job_id"},
     "releases": {"ix_releases_version_order", "ix_releases_project_created"},
     "audit_events": {"ix_audit_events_action_id", "ix_audit_events_actor_id",
                      "ix_audit_events_project_id_id", "ix_audit_events_action_target_id"},
