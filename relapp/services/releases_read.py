@@ -24,6 +24,7 @@ CANDIDATE_TYPES = ("fix", "perf")
 COMPARE_BELOW = 8  # "Compare with": the nearest lower versions,
 COMPARE_ABOVE = 4  # the nearest higher ones,
 COMPARE_LATEST = 8  # and the newest: at most 20, whatever the history holds
+LIST_LIMIT = 50  # rows per list of the page (as its live regions show them)
 MAX_CANDIDATES = 60
 LOCK_WAIT = 10.0  # seconds a page waits for the clone before it shows the list as unavailable
 
@@ -194,10 +195,11 @@ def release_page(project: Project, version: str, *, since: str | None = None,
     set_committed_value(release, "deployments", deployments[::-1])
     set_committed_value(release, "decisions", decisions[::-1])
     jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id)
-                                   .order_by(Job.id.desc())))
+                                   .order_by(Job.id.desc()).limit(LIST_LIMIT)))
     return ReleasePage(project=project, release=release, changelog=log, since=start,
-                       changelog_error=error, deployments=deployments, decisions=decisions,
-                       hotfixes=rel.hotfixes_of(release), jobs=jobs,
+                       changelog_error=error, deployments=deployments[:LIST_LIMIT],
+                       decisions=decisions[:LIST_LIMIT], hotfixes=rel.hotfixes_of(release)[:LIST_LIMIT],
+                       jobs=jobs,
                        others=compare_choices(project, release), fixes=fixes,
                        fixes_error=fixes_error,
                        card=card_for(project, release, actor=actor),
