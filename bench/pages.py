@@ -123,6 +123,7 @@ def seed_demo(app: Any) -> dict[str, Any]:
                                            .order_by(Release.major.desc(), Release.minor.desc(),
                                                      Release.patch.desc())))
         admin = db.session.scalar(select(User).where(User.username == "admin"))
+        assert admin is not None, "the demo has no admin user"
         now = datetime.now(UTC)
         job_id = 0
         for index, env in enumerate(envs):
