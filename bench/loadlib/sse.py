@@ -146,11 +146,16 @@ async def _run(host: str, port: int, path: str, plan: list[tuple[str, float]], u
 
 
 def stream_process(host: str, port: int, path: str, plan: list[tuple[str, float]], user_agent: str,
-                   stop: float, conn: Any) -> None:
-    """A client process: open `plan`'s streams (cookie, wall-clock start) until `stop`; send the
-    results and this process's CPU seconds back through `conn`."""
+                   conn: Any) -> None:
+    """A client process: say "ready" through `conn` (a process takes a while to start; streams
+    started late would all open at once), receive (base, stop) in wall-clock time, open `plan`'s
+    streams (cookie, seconds after base) until `stop`; send the results and this process's CPU
+    seconds back."""
+    conn.send("ready")
+    base, stop = conn.recv()
     cpu0 = time.process_time()
     wall0 = time.time()
+    plan = [(cookie, base + offset) for cookie, offset in plan]
     results = asyncio.run(_run(host, port, path, plan, user_agent, stop))
     conn.send({"streams": [r.as_dict() for r in results], "cpu": time.process_time() - cpu0,
                "wall": time.time() - wall0})

@@ -75,7 +75,8 @@ class Stack:
 
     def start(self, name: str, argv: list[str], log: str) -> subprocess.Popen[bytes]:
         path = self.tmp / log
-        self.logs.append(path)
+        if path not in self.logs:
+            self.logs.append(path)
         out = path.open("ab")
         proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -252,7 +253,7 @@ def start_production(*, users: int, projects: int, workers: int, redis_db: int, 
                     "gunicorn.log")
         for argv in worker_commands(workers):
             stack.start("worker.py " + " ".join(argv[2:]), argv, "worker.log")
-        stack.wait_serving("/login")
+        stack.wait_serving("/login", timeout=120)
     except BaseException:
         stack.stop()
         raise
