@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from relapp.extensions import db
 from relapp.joblog import JobLog, publish
-from relapp.models import Job, utcnow
+from relapp.models import Job, JobLogLine, utcnow
 from tests.conftest import login
 
 
@@ -159,3 +159,51 @@ def test_the_page_stream_needs_a_session_and_the_api_stream_a_token(shop):
     missing = shop.client.get("/api/v1/jobs/999/stream",
                               headers={"Authorization": f"Bearer {shop.tokens['vic']}"})
     assert missing.status_code == 404
+
+
+def open_stream(shop, job_id: int, **headers: str) -> Any:
+    response = shop.client.get(f"/api/v1/jobs/{job_id}/stream", buffered=False,
+                               headers={"Authorization": f"Bearer {shop.tokens['vic']}", **headers})
+    assert response.status_code == 200
+    return iter(response.response)
+
+
+def read_until(chunks: Any, wanted: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for chunk in chunks:
+        events.extend(parse(chunk.decode() if isinstance(chunk, bytes) else chunk))
+        if any(wanted(e) for e in events):
+            break
+    return events
+
+
+def test_a_status_committed_anywhere_ends_the_stream_without_reading_the_database(app, shop):
+    # No explicit publish: the commit listener puts the job's new status into its Redis stream.
+    app.config["RELAPP_SSE_MAX_SECONDS"] = 60
+    job_id = make_job("running", 1)
+    chunks = open_stream(shop, job_id)
+    read_until(chunks, lambda e: e.get("event") == "status")
+    db.session.execute(update(Job).where(Job.id == job_id).values(status="failed", error="boom"))
+    db.session.commit()
+    events = read_until(chunks, lambda e: e.get("event") == "done")
+    assert events[-1]["event"] == "done"
+    assert events[-1]["data"] == {"status": "failed", "error": "boom", "last": 1}
+
+
+def test_a_line_missing_from_redis_ends_the_stream_and_the_reconnect_replays_it(app, shop):
+    app.config["RELAPP_SSE_MAX_SECONDS"] = 60
+    job_id = make_job("running", 2)
+    chunks = open_stream(shop, job_id)
+    read_until(chunks, lambda e: e.get("event") == "status")
+    # Line 3 reaches the database only (its publish was lost); line 4 reaches both.
+    db.session.execute(JobLogLine.__table__.insert().values(job_id=job_id, seq=3, at=utcnow(),
+                                                            line="line 3"))
+    db.session.commit()
+    joblog = JobLog(job_id)
+    db.session.commit()
+    joblog.write("line 4")
+    rest = read_until(chunks, lambda _e: False)  # the stream ends by itself, without done
+    assert not [e for e in rest if e.get("event") in ("line", "done")]
+    app.config["RELAPP_SSE_MAX_SECONDS"] = 1  # the job runs on: the replay ends at its limit
+    replay = stream(shop, job_id, **{"Last-Event-ID": "2"})
+    assert [e["data"]["line"] for e in replay if e.get("event") == "line"] == ["line 3", "line 4"]
