@@ -84,9 +84,12 @@ def init_app(app: Flask) -> None:
         started = g.pop("relapp_started", None)
         method = request.method if request.method in METHODS else "other"
         endpoint = request.endpoint or "none"
-        REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
-        if started is not None:
-            REQUEST_SECONDS.labels(method, endpoint).observe(time.perf_counter() - started)
+        try:
+            REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
+            if started is not None:
+                REQUEST_SECONDS.labels(method, endpoint).observe(time.perf_counter() - started)
+        except OSError as exc:  # the metrics folder went away: the answer still goes out
+            log.warning("metrics: a request could not be counted (%s)", exc)
         return response
 
 
@@ -223,8 +226,11 @@ def multiprocess_dir() -> str | None:
 def exposition() -> bytes:
     """The text exposition: this installation's process metrics (every gunicorn worker's, summed,
     in multiprocess mode) followed by the state read now from the database and Redis."""
-    if multiprocess_dir():
+    folder = multiprocess_dir()
+    if folder:
         from prometheus_client.multiprocess import MultiProcessCollector
+
+        os.makedirs(folder, exist_ok=True)  # removed under us (a /tmp cleaner): an empty sum
 
         processes = CollectorRegistry()
         MultiProcessCollector(processes)  # type: ignore[no-untyped-call]
