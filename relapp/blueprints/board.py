@@ -8,6 +8,7 @@ from flask import Blueprint, request
 from flask_login import current_user, login_required
 
 from ..services.board import board_page
+from ..services.live_regions import newest_change
 from ..services.projects import issue_url, pr_url
 from ..templating import render_page
 
@@ -15,6 +16,8 @@ bp = Blueprint("board", __name__)
 # Cards, decisions and changelogs link issue keys through the project's URL template.
 bp.add_app_template_global(issue_url, "issue_url")
 bp.add_app_template_global(pr_url, "pr_url")
+# Where a signed-in page's /events stream starts (base.html, live.js).
+bp.add_app_template_global(newest_change, "live_after")
 
 
 @bp.get("/")

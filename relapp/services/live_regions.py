@@ -1,21 +1,26 @@
 """Read models of the live regions a page re-fetches when the /events doorbell names them: a
 release page's state and side panel, and a job page's facts. They read what those regions show
-and no more (no changelog, no git, no log lines), each list bounded."""
+and no more (no changelog, no git, no log lines), each list bounded. And the doorbell's newest
+id when a page is rendered, where the page's stream starts (nothing between is missed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..embedded import EmbeddedRedisError
 from ..exceptions import NotFound
-from ..extensions import db
+from ..extensions import db, get_redis
 from ..models import Decision, Deployment, Job, Project, Release
 from . import releases as rel
 from .cards import Card, card_for
+from .live import live_key
 from .queue import StreamState, stream_state
 
 LIMIT = 50  # rows per list a region shows; older ones are on the full page's history
@@ -82,3 +87,17 @@ def job_facts(job_id: int) -> JobFacts:
     if job is None:
         raise NotFound(f"There is no job {job_id}.")
     return JobFacts(job=job, followed=followed)
+
+
+def newest_change() -> str:
+    """The doorbell's newest id as a page is rendered ("0-0" when it is empty): the page's
+    /events stream starts after it, so a change made while the page loads is not missed. "" when
+    Redis does not answer (the stream then starts from its own newest id)."""
+    try:
+        newest: Any = get_redis().xrevrange(live_key(), count=1)
+    except (RedisError, OSError, EmbeddedRedisError, SQLAlchemyError):  # the uid is read once
+        return ""
+    if not newest:
+        return "0-0"
+    found = newest[0][0]
+    return found.decode() if isinstance(found, bytes) else str(found)

@@ -19,7 +19,9 @@
   const fallbackSeconds = Number(meta("relapp-live-fallback") ?? 30) || 0;
 
   let source = null;
-  let last = null; // the id of the newest change this tab has taken in
+  // The id of the newest change this tab has taken in: at first, the newest when the page was
+  // rendered, so what changes while the page loads comes through the stream too.
+  let last = meta("relapp-live-after") || null;
   let helloLast = null; // the stream's newest id when this connection opened
   let adoptHello = false;
   let failures = 0;

@@ -26,6 +26,9 @@ from playwright.sync_api import expect
 from tests.conftest import ROOT, free_port, wait_until_serving
 from tests.processes import tree_of
 
+# One server for the module: its tests share a worker under `make test`'s --dist loadgroup.
+pytestmark = pytest.mark.xdist_group("browser-live-pages")
+
 WAIT_MS = 60_000
 CARD = "#board .card[data-version='{v}']"
 # Page Visibility, emulated: headless Chromium shows every tab, so a test says which are hidden.

@@ -38,6 +38,8 @@ def test_pages_mark_their_live_regions_and_poll_nothing(app, released):
     assert regions(board) == {"board": (f"project:{project.id}", "/?project=demo")}
     assert "every " not in board and 'name="relapp-live-fallback" content="30"' in board
     assert "/static/live.js" in board and "htmx-sse" not in board
+    # The page's stream starts where the doorbell stood when the page was rendered.
+    assert re.search(r'name="relapp-live-after" content="\d+-\d+"', board)
     envs = client.get("/environments").get_data(as_text=True)
     assert regions(envs) == {"environments": (f"project:{project.id}", "/environments?project=demo")}
     page = client.get("/releases/demo/1.3.0?since=1.1.0").get_data(as_text=True)
