@@ -100,3 +100,22 @@ def test_region_fragments_need_what_their_page_needs(app, released):
     assert client.get("/releases/demo/9.9.9/regions/side").status_code == 404
     assert client.get("/jobs/999999/facts").status_code == 404
     assert client.post("/releases/demo/1.3.0/regions/side").status_code in (400, 405)
+
+
+def test_a_page_renders_when_redis_cannot_say_where_its_stream_starts(app, released):
+    from redis import Redis
+
+    from relapp.services import live_regions
+    from tests.conftest import free_port
+
+    client = signed_in(app, "vic")
+    app.extensions[live_regions._QUICK] = Redis(host="127.0.0.1", port=free_port(),
+                                                socket_connect_timeout=0.25)
+    try:
+        response = client.get("/")
+    finally:
+        app.extensions.pop(live_regions._QUICK)
+    html = response.get_data(as_text=True)
+    # The stream then starts from its own newest id; the page is whole.
+    assert response.status_code == 200 and 'name="relapp-live-after" content=""' in html
+    assert 'id="board"' in html
