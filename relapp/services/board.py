@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..domain.pipeline import Role
 from ..extensions import db
@@ -63,15 +63,18 @@ def board(project: Project, *, actor: Any = None, limit: int = 60,
     by_name = {column.name: column for column in columns}
     rank = {column.name: index for index, column in enumerate(columns)}
     current = current_releases(project)
-    newest = (select(Release.id).where(Release.project_id == project.id)
-              .order_by(Release.major.desc(), Release.minor.desc(), Release.patch.desc(),
-                        Release.id.desc()).limit(limit))
-    moving = sorted(_moving_ids(project, current))
+    # Ids first (a top-N on the version index), then the rows by primary key: an OR of the two
+    # sets in one query would make PostgreSQL scan every release of the project.
+    newest = db.session.scalars(
+        select(Release.id).where(Release.project_id == project.id)
+        .order_by(Release.major.desc(), Release.minor.desc(), Release.patch.desc(),
+                  Release.id.desc()).limit(limit)).all()
+    ids = sorted({*newest, *_moving_ids(project, current)})
+    # The creator is joined (not a second query that would run only when someone cut one).
     releases = sorted(db.session.scalars(
-        select(Release).where(Release.project_id == project.id,
-                              or_(Release.id.in_(newest.scalar_subquery()), Release.id.in_(moving)))
+        select(Release).where(Release.project_id == project.id, Release.id.in_(ids))
         .options(selectinload(Release.deployments), selectinload(Release.decisions),
-                 selectinload(Release.created_by))).all(),
+                 joinedload(Release.created_by))).all(),
         key=lambda r: (r.major, r.minor, r.patch, r.id), reverse=True)
     pending_ids = [r.id for r in releases if r.state != "tagged"]
     jobs: dict[int, Job] = {}

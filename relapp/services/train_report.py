@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import Deployment, Project, Release
@@ -157,8 +157,14 @@ def _window_releases(project: Project, limit: int) -> list[Release]:
     (project_id, created_at) and one on the deployments' release_id."""
     newest = list(db.session.scalars(
         select(Release).where(Release.project_id == project.id, _on_train())
-        .options(selectinload(Release.deployments))
         .order_by(Release.created_at.desc(), Release.id.desc()).limit(limit)))
+    # Their deployments in one query that runs even for none (a constant count).
+    by_release: dict[int, list[Deployment]] = {r.id: [] for r in newest}
+    for deployment in db.session.scalars(select(Deployment).where(
+            Deployment.release_id.in_(list(by_release))).order_by(Deployment.id)):
+        by_release[deployment.release_id].append(deployment)
+    for release in newest:
+        set_committed_value(release, "deployments", by_release[release.id])
     return newest[::-1]
 
 
