@@ -198,13 +198,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_pragmas(db.engine)
-
-    @app.before_request
-    def _embedded_redis_runs() -> None:
-        if app.config.get("RELAPP_EMBEDDED_REDIS") and not app.extensions.get("relapp.redis_started"):
-            from .extensions import ensure_embedded_redis
-
-            ensure_embedded_redis()
             from .extensions import cooperative_sqlite
 
             cooperative_sqlite(db.engine)  # under gevent: SQLite waits that yield (extensions.py)
@@ -212,6 +205,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .services import live
 
     live.init_app(app)  # the live doorbell: rung after each commit (services/live.py)
+
+    @app.before_request
+    def _embedded_redis_runs() -> None:
+        if app.config.get("RELAPP_EMBEDDED_REDIS") and not app.extensions.get("relapp.redis_started"):
+            from .extensions import ensure_embedded_redis
+
+            ensure_embedded_redis()
 
     @app.before_request
     def _writes_take_the_lock_first() -> None:
