@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..embedded import EmbeddedRedisError
-from ..exceptions import NotFound
+from ..exceptions import NotFound, ServiceError
 from ..extensions import db, get_redis
 from ..models import Decision, Deployment, Job, Project, Release
 from . import releases as rel
@@ -50,8 +50,8 @@ def release_regions(project: Project, version: str, *, since: str | None = None,
     if since:
         try:
             start = rel.get_release(project, since)
-        except NotFound:
-            start = None  # the page said so already; the region keeps its links plain
+        except ServiceError:  # not a version (400) or not the project's (404)
+            start = None  # the page said so already, by the field; the region keeps its links plain
     # As the release page reads them: the release's rows by their indexed release_id, with what
     # the rows show loaded alongside, handed to the card instead of being loaded again.
     deployments = list(db.session.scalars(

@@ -98,6 +98,11 @@ def test_region_fragments_need_what_their_page_needs(app, released):
     missing = client.get("/releases/demo/1.3.0/regions/changelog")
     assert missing.status_code == 404 and "there are state and side" in missing.get_data(as_text=True)
     assert client.get("/releases/demo/9.9.9/regions/side").status_code == 404
+    # The page answers a bad or unknown ?since= by its field; its live region, which re-fetches
+    # with the page's query, keeps rendering the release instead of failing every refresh.
+    for since in ("banana", "9.9.9"):
+        region = client.get(f"/releases/demo/1.3.0/regions/state?since={since}")
+        assert region.status_code == 200 and 'id="release-state"' in region.get_data(as_text=True)
     assert client.get("/jobs/999999/facts").status_code == 404
     assert client.post("/releases/demo/1.3.0/regions/side").status_code in (400, 405)
 
