@@ -296,17 +296,21 @@ def main() -> int:
 
 
 def prepare(app: Flask) -> None:
-    """Everything before the processes start: the embedded Redis, the schema, the demo (with
-    RELAPP_DEMO) and then RELAPP_CONFIG's projects beside it, synced here once: the web server
-    is started without relapp.gunicorn_conf's hook."""
+    """Everything before the processes start: the embedded Redis, the schema, the start-up
+    checks (a production-mode refusal stops `make run` here, once, instead of its children
+    refusing and being restarted with back-off), the demo (with RELAPP_DEMO) and then
+    RELAPP_CONFIG's projects beside it, synced here once: the web server's start hook neither
+    syncs nor checks again."""
     from flask_migrate import upgrade
 
     from relapp.cli import ensure_demo, sync_at_start
     from relapp.extensions import ensure_embedded_redis
+    from relapp.startup import check_start
 
     with app.app_context():
         ensure_embedded_redis()
         upgrade(directory=str(ROOT / "migrations"))
+        check_start(app, "make run")
         if app.config["RELAPP_DEMO"]:
             ensure_demo(app)
     sync_at_start(app)

@@ -4,6 +4,7 @@ from gunicorn's master, while the demo's users exist or SECRET_KEY is a default.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -148,3 +149,26 @@ def _answers(url: str) -> bool:
         return bool(Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except Exception:  # noqa: BLE001 - not up yet
         return False
+
+
+def test_make_run_refuses_production_mode_once_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """`RELAPP_ENV=production make run` (the demo is on by default there) stops before it starts
+    any child, with the one sentence, instead of children refusing and being restarted forever."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_", "PROMETHEUS_"))}
+    env.update({"RELAPP_INSTANCE": str(tmp_path / "instance"), "PORT": str(free_port()),
+                "RELAPP_ENV": "production", "SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run([sys.executable, "-m", "relapp.run"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    # Before it, only the migrations' own INFO lines (make run upgrades the schema first).
+    said = [line for line in result.stderr.splitlines()
+            if line.strip() and not line.startswith("INFO  [alembic")]
+    assert len(said) == 1 and said[0].startswith(
+        "relapp make run refuses to start in production mode: RELAPP_DEMO is on"), result.stderr
+    assert "relapp runs on" not in result.stdout
+    from relapp.embedded import process_alive, server_pid
+
+    pid = server_pid(tmp_path / "instance" / "redis")
+    assert pid is None or not process_alive(pid)  # the embedded Redis it started was stopped
