@@ -13,7 +13,6 @@ NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 # Only these files are served: a name maps to a file inside one installed package.
 FILES = {
     "htmx.js": "htmx.org/dist/htmx.min.js",
-    "htmx-sse.js": "htmx-ext-sse/dist/sse.min.js",
     "pico.css": "@picocss/pico/css/pico.min.css",
     "sortable.js": "sortablejs/Sortable.min.js",
 }
