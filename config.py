@@ -105,7 +105,8 @@ class Config:
         # How long a deployment handed to a CD system (webhook) or a person (manual) may wait.
         self.RELAPP_WEBHOOK_WAIT_SECONDS = number("RELAPP_WEBHOOK_WAIT_SECONDS", 3600)
         self.RELAPP_MANUAL_WAIT_SECONDS = number("RELAPP_MANUAL_WAIT_SECONDS", 86400)
-        # A live log stream ends after this long; the browser reconnects with Last-Event-ID.
+        # A live stream (the doorbell, a job log) ends after this long; the browser reconnects with
+        # Last-Event-ID and misses nothing.
         self.RELAPP_SSE_MAX_SECONDS = number("RELAPP_SSE_MAX_SECONDS", 300)
         # Live pages: while a tab's /events stream is down, its live regions re-fetch themselves
         # this often (seconds); 0 switches that fallback off (the browser tests use 0).
