@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -56,6 +57,7 @@ from loadlib.sse import stream_process
 
 PAGES = ("board", "release", "environments", "healthz")
 STREAMS_PER_PROCESS = 125
+PER_USER_RATE = 0.6  # page requests per second per signed-in user
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
@@ -607,7 +609,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, help="signed-in users (50; 20 with --make-run)")
     parser.add_argument("--streams", type=int, help="open SSE streams (500; 100 with --make-run)")
     parser.add_argument("--projects", type=int, default=5, help="projects in production mode (5)")
-    parser.add_argument("--rate", type=float, default=30.0, help="offered page requests per second (30)")
+    parser.add_argument("--rate", type=float,
+                        help="offered page requests per second (0.6 per user: 30; 12 with --make-run)")
     parser.add_argument("--duration", type=float, default=100.0, help="seconds of browsing (100)")
     parser.add_argument("--cut-every", type=float, default=6.0, help="seconds between two cuts (6)")
     parser.add_argument("--signin-window", type=float, default=5.0, help="seconds the sign-in burst spans (5)")
@@ -618,6 +621,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.users = args.users or (20 if args.make_run else 50)
     args.streams = args.streams if args.streams is not None else (100 if args.make_run else 500)
+    # Each user offers the same rate: 50 users 30 requests/s, make run's 20 users 12 (one web
+    # worker there: 30 would be past its saturation, where the ratios mean nothing).
+    args.rate = args.rate or PER_USER_RATE * args.users
     if args.duration < 15:
         parser.error("--duration must be at least 15 seconds")
     return args
@@ -625,6 +631,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (a `timeout`, a CI stop) unwinds like Ctrl-C, so the stack is stopped in `finally`.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     args.load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     t0 = time.monotonic()
     try:

@@ -145,10 +145,13 @@ class Stack:
         return int(row[0]) if row else None
 
     def stop(self) -> None:
-        """SIGTERM to every process group, SIGKILL after 10 s; then the clean-ups, newest first."""
+        """SIGTERM to every process group, SIGKILL after 40 s (relapp.run stops its web server and
+        workers, up to 10 s each, then its Redis); any Redis server left with our folder in its
+        command line (the embedded one runs daemonized, outside every group); then the
+        clean-ups, newest first."""
         for _name, proc in reversed(self.procs):
             _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 40
         for _name, proc in reversed(self.procs):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -159,11 +162,22 @@ class Stack:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 say(f"process {proc.pid} did not end after SIGKILL")
+        self._stop_embedded_redis()
         for cleanup in reversed(self.cleanups):
             try:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - one failed clean-up must not skip the others
                 say(f"clean-up failed: {exc}")
+
+
+    def _stop_embedded_redis(self) -> None:
+        import psutil
+
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if "redis-server" in line and str(self.tmp) in line:
+                say(f"stopping the embedded Redis server {proc.pid} left by {self.mode}")
+                proc.kill()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
