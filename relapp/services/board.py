@@ -32,19 +32,20 @@ class Column:
     unknown: str | None = None  # "unknown: last deploy abandoned" (an environment's column)
 
 
-MOVING = 20  # pending or failed releases the board shows beyond the newest, newest first
+MOVING = 20  # releases being tagged the board shows beyond the newest
 
 
 def _moving_ids(project: Project, current: dict[str, int]) -> set[int]:
     """Releases still moving, wherever they are in history: what runs in an environment, what
-    is being deployed (one per environment at most) and the newest pending or failed ones."""
+    is being deployed (one per environment at most) and what is being tagged (its tag or hotfix
+    job queued or running, read on the jobs' status index; a failed one shows among the newest)."""
     env_ids = [env.id for env in project.environments]
     active = db.session.scalars(select(Deployment.release_id).where(
         Deployment.environment_id.in_(env_ids), Deployment.status.in_(deploys.ACTIVE)))
-    unfinished = db.session.scalars(select(Release.id).where(
-        Release.project_id == project.id, Release.state.in_(("pending", "failed")))
-        .order_by(Release.id.desc()).limit(MOVING))
-    return {*current.values(), *active, *unfinished}
+    tagging = db.session.scalars(select(Job.release_id).where(
+        Job.status.in_(("queued", "running")), Job.kind.in_(("tag_release", "hotfix")),
+        Job.project_id == project.id, Job.release_id.is_not(None)).limit(MOVING))
+    return {*current.values(), *active, *(i for i in tagging if i is not None)}
 
 
 def board(project: Project, *, actor: Any = None, limit: int = 60,
@@ -52,7 +53,7 @@ def board(project: Project, *, actor: Any = None, limit: int = 60,
     """Columns cut, then each environment in order, with the cards of the releases that matter.
 
     The board reads the newest `limit` releases by version and the releases still moving
-    (running somewhere, being deployed, pending or failed), in a fixed number of bounded queries
+    (running somewhere, being deployed, being tagged), in a fixed number of bounded queries
     whatever the history holds. A release is retired from the board (unless `show_all`) when a
     later-made, higher release reached the same stage or a further one, and nothing about it is
     live: it runs nowhere, has no deploy in flight or failed, and its tag job is done.

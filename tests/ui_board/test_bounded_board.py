@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 
 from relapp.extensions import db
-from relapp.models import Deployment, Release, utcnow
+from relapp.models import Deployment, Job, Release, utcnow
 from relapp.services import board as board_svc
 from relapp.services.projects import get_project
 from tests.query_count import counting
@@ -57,9 +57,14 @@ def test_an_old_release_that_runs_somewhere_stays_on_the_board(app, released):
     old = db.session.scalar(select(Release).where(Release.project_id == project.id, Release.version == "0.0.3"))
     db.session.add(Deployment(release_id=old.id, environment_id=prod.id, status="succeeded",
                               created_at=utcnow(), finished_at=utcnow(), message="rolled back by hand"))
+    # An old release being tagged again (its tag job queued) is on the board too.
+    tagging = db.session.scalar(select(Release).where(Release.project_id == project.id, Release.version == "0.0.5"))
+    tagging.state = "pending"
+    db.session.add(Job(kind="tag_release", status="queued", project_id=project.id, release_id=tagging.id))
     db.session.commit()
     columns = {c.name: c for c in board_svc.board(project)}
     assert "0.0.3" in [card.release.version for card in columns["prod"].cards]
-    assert sum(len(c.cards) + c.hidden for c in columns.values()) <= 61
+    assert "0.0.5" in [card.release.version for card in columns["cut"].cards]
+    assert sum(len(c.cards) + c.hidden for c in columns.values()) <= 62  # the newest 60 and the two
     html = signed_in(app, "vic").get("/?project=demo").get_data(as_text=True)
     assert column_of(html, "0.0.3") == "prod"
