@@ -16,6 +16,7 @@ does, so a request never shares `g` or a database session with the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -461,16 +462,16 @@ def wait_until_serving(url: str, proc: subprocess.Popen[Any], seconds: float, pa
     return False
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`python -m relapp.run` (web + worker + embedded Redis + the demo, as `make run` starts
-    it) with its own instance folder and port; yields its URL, stops it with SIGTERM after."""
-    instance = tmp_path_factory.mktemp("instance")
+@contextlib.contextmanager
+def run_server(instance: Path, **extra_env: str) -> Iterator[dict[str, Any]]:
+    """`python -m relapp.run` (web + workers + embedded Redis + the demo, as `make run` starts
+    it) with its own instance folder, port and any extra settings; yields its URL, stops it with
+    SIGTERM after."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_"))}
     env.update({"RELAPP_INSTANCE": str(instance), "PORT": str(port), "RELAPP_DEMO": "1",
-                "RELAPP_DEMO_STEP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"})
+                "RELAPP_DEMO_STEP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1", **extra_env})
     log = open(instance / "run.log", "w")  # noqa: SIM115 - closed below
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "relapp.run"], cwd=ROOT, env=env, stdout=log,
@@ -490,3 +491,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The real `make run` stack (see run_server), one per test module."""
+    with run_server(tmp_path_factory.mktemp("instance")) as server:
+        yield server

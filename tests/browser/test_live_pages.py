@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, free_port, wait_until_serving
+from tests.conftest import run_server
 from tests.processes import tree_of
 
 # One server for the module: its tests share a worker under `make test`'s --dist loadgroup.
@@ -46,28 +44,9 @@ TICKS = "new Promise((done) => setTimeout(() => setTimeout(done, 0), 0))"
 def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`python -m relapp.run` as the shared live_server starts it, with the polling fallback
     switched off: a page can only learn of a change through /events."""
-    instance = tmp_path_factory.mktemp("live-instance")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_"))}
-    env.update({"RELAPP_INSTANCE": str(instance), "PORT": str(port), "RELAPP_DEMO": "1",
-                "RELAPP_DEMO_STEP_SECONDS": "0.2", "PYTHONUNBUFFERED": "1",
-                "RELAPP_LIVE_FALLBACK_SECONDS": "0"})
-    log = open(instance / "run.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "relapp.run"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until_serving(url, proc, 120, pause=0.3), (instance / "run.log").read_text()[-3000:]
-        yield {"url": url, "instance": instance, "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with run_server(tmp_path_factory.mktemp("live-instance"),
+                    RELAPP_LIVE_FALLBACK_SECONDS="0") as server:
+        yield server
 
 
 @pytest.fixture
