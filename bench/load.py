@@ -187,8 +187,11 @@ class RssSampler(threading.Thread):
 
 
 def new_client(base: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    # gunicorn closes a connection idle for 2 s (its keepalive); the client lets go of it after
+    # 1 s, so a request never races the server's close (a ReadError that is no server fault).
     return httpx.AsyncClient(base_url=base, headers={"User-Agent": stacks.USER_AGENT, **(headers or {})},
-                             timeout=httpx.Timeout(30.0), follow_redirects=False)
+                             timeout=httpx.Timeout(30.0), follow_redirects=False,
+                             limits=httpx.Limits(keepalive_expiry=1.0))
 
 
 async def sign_in_burst(base: str, users: list[str], password: str, window: float,
