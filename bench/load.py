@@ -225,6 +225,36 @@ async def sign_in_burst(base: str, users: list[str], password: str, window: floa
     return clients
 
 
+def settle(stack: stacks.Stack, quiet: float = 0.3, longest: float = 60.0) -> None:
+    """Wait until the stack's processes together use under `quiet` of a core (over 1 s)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < longest:
+        procs = []
+        for _label, pid in stack.roots():
+            try:
+                root = psutil.Process(pid)
+                procs += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        before = {}
+        for proc in procs:
+            try:
+                before[proc.pid] = sum(proc.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        time.sleep(1.0)
+        used = 0.0
+        for proc in procs:
+            try:
+                used += sum(proc.cpu_times()[:2]) - before.get(proc.pid, 0.0)
+            except psutil.Error:
+                pass
+        if used < quiet:
+            stacks.say(f"the stack settled in {time.monotonic() - t0:.0f} s")
+            return
+    stacks.say(f"the stack still used {used:.1f} of a core after {longest:g} s; measuring anyway")
+
+
 def cookie_header(client: httpx.AsyncClient) -> str:
     return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
@@ -422,15 +452,14 @@ def collect_streams(procs: list[tuple[multiprocessing.Process, Any]], timeout: f
 
 
 async def probe(stack: stacks.Stack, client: httpx.AsyncClient, run: Run) -> None:
-    """Which cheapest endpoint and which stream this checkout has."""
+    """Which cheapest endpoint this checkout has, and that /events streams."""
     answer = await client.get("/healthz")
     if answer.status_code == 404:
         run.cheapest = "/login"
         stacks.say("/healthz answers 404: the cheapest endpoint is GET /login (signed out) instead")
     async with client.stream("GET", "/events", headers={"Accept": "text/event-stream"}) as answer:
-        if answer.status_code == 404:
-            run.stream_path = ""
-            stacks.say("/events answers 404: streams open /jobs/<id>/stream of a finished job instead")
+        if answer.status_code != 200:
+            raise stacks.StackError(f"GET /events answered {answer.status_code}: no live stream to load")
 
 
 async def main_async(args: argparse.Namespace, stack: stacks.Stack, sampler: RssSampler) -> tuple[Run, list[dict[str, Any]], list[tuple[float, float]], float]:
@@ -440,17 +469,19 @@ async def main_async(args: argparse.Namespace, stack: stacks.Stack, sampler: Rss
     for key in stack.projects:
         answer = await api.get(f"/api/v1/projects/{key}/releases")
         versions[key] = [r["version"] for r in answer.json()["releases"]] or ["0.0.0"]
+    # Before any figure: the stack settled (workers booting take whole seconds of CPU), then one
+    # user signed in apart to warm the pages up and measure them one at a time.
+    await asyncio.to_thread(settle, stack)
+    warm = (await sign_in_burst(stack.base_url, stack.users[:1], stack.password, 0.0, Run()))[0]
+    await probe(stack, warm, run)
+    await calibrate(stack, warm, versions, run)
+    await warm.aclose()
     cpu0 = time.process_time()
 
     sampler.phase = "sign-in burst"
     stacks.say(f"sign-in burst: {len(stack.users)} users within {args.signin_window:g} s")
     clients = await sign_in_burst(stack.base_url, stack.users, stack.password, args.signin_window, run)
     await asyncio.sleep(1)
-    await probe(stack, clients[0], run)
-    await calibrate(stack, clients[0], versions, run)
-    if not run.stream_path:
-        first = next((a for v in versions.values() for a in v), None)
-        run.stream_path = "/jobs/1/stream" if first else "/events"
 
     sampler.phase = "load"
     cookies = [cookie_header(c) for c in clients]

@@ -94,7 +94,8 @@ class Stack:
 
     def seed(self, users: int, config: Path | None = None) -> None:
         argv = [PYTHON, str(ROOT / "bench" / "loadlib" / "seed.py"), "--users", str(users),
-                "--password", self.password, "--projects", ",".join(self.origins)]
+                f"--password={self.password}",  # a password may start with "-"
+                "--projects", ",".join(self.origins)]
         if config is not None:
             argv += ["--config", str(config)]
         found = json.loads(self.run(argv, "seeding projects and users"))
