@@ -116,6 +116,7 @@ class RssSampler(threading.Thread):
         self.roots = roots
         self.phase = "setup"
         self.peaks: dict[tuple[str, int], tuple[str, int]] = {}  # (phase, pid) -> (role, rss)
+        self.cpu: dict[tuple[str, int], list[float]] = {}  # (phase, pid) -> [first, last] CPU s, wall s
         self.halt = threading.Event()
 
     @staticmethod
@@ -165,12 +166,18 @@ class RssSampler(threading.Thread):
                         continue
                     try:
                         rss = proc.memory_info().rss
+                        used = sum(proc.cpu_times()[:2])
                     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                         continue
                     key = (self.phase, proc.pid)
+                    seen = self.cpu.setdefault(key, [used, used, time.monotonic(), time.monotonic()])
+                    seen[1], seen[3] = used, time.monotonic()
                     if rss > self.peaks.get(key, (role, 0))[1]:
                         self.peaks[key] = (role, rss)
             self.halt.wait(0.5)
+
+    def role_of(self, pid: int) -> str:
+        return next((role for (_ph, p), (role, _rss) in self.peaks.items() if p == pid), "")
 
     def by_process(self, phase: str | None = None) -> list[tuple[str, int, int]]:
         """(role, pid, peak RSS) over all phases (or one), one row per process."""
@@ -598,6 +605,12 @@ def report(args: argparse.Namespace, stack: stacks.Stack, run: Run, streams: lis
     if children:
         print(f"  {'worker.py children (' + str(len(children)) + ' processes, the largest)':<44} {'':<12}"
               f"{max(children) / 2**20:8.1f} MB")
+    busy = [(sampler.role_of(pid), pid, (last - first) / max(0.5, t1 - t0))
+            for (phase, pid), (first, last, t0, t1) in sampler.cpu.items() if phase == "load"]
+    busy = [row for row in busy if row[0] and "child" not in row[0] and row[2] >= 0.02]
+    if busy:
+        print("CPU during the load phase (share of one core): "
+              + ", ".join(f"{role} {pid} {share:.0%}" for role, pid, share in sorted(busy)))
     burst_web = [rss for role, _pid, rss in sampler.by_process("sign-in burst") if role == "gunicorn worker"]
     web = [rss for role, _pid, rss in rows if role == "gunicorn worker"]
     print(f"\nSign-in burst: {len(run.signin)} sign-ins within {args.signin_window:g} s: "
