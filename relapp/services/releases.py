@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import current_app
 from semver import Version
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from .. import gitops
@@ -141,9 +141,14 @@ def project_release(key: str, version: str) -> tuple[Project, Release]:
     return project, get_release(project, version)
 
 
-def db_versions(project: Project) -> list[Version]:
-    """Every version the database holds for the project (tagged, pending or failed)."""
-    return [Version.parse(v) for v in db.session.scalars(select(Release.version).where(Release.project_id == project.id))]
+def db_versions(project: Project, at_least: Version | None = None) -> list[Version]:
+    """The versions the database holds for the project (tagged, pending or failed): every one,
+    or those on the line of `at_least` and above (an indexed range on (major, minor), so a cut
+    at 100k releases reads the few lines above its previous release, not the whole history)."""
+    query = select(Release.version).where(Release.project_id == project.id)
+    if at_least is not None:
+        query = query.where(tuple_(Release.major, Release.minor) >= (at_least.major, at_least.minor))
+    return [Version.parse(v) for v in db.session.scalars(query)]
 
 
 def list_releases(project: Project, limit: int = 50) -> list[Release]:
@@ -207,8 +212,11 @@ def plan_main(project: Project, ws: gitops.Workspace, inventory: vs.Inventory, s
     understanding = inventory.understanding()
     unread = understanding.refusal()
     reachable = list(inventory.versions_of(merged))
-    existing = set(inventory.versions()) | set(db_versions(project))
     previous = vs.previous_release(reachable)
+    # The next version is a bump of the previous release; it looks only upwards from its line
+    # (lines already owned, higher versions elsewhere), so the database's versions below that
+    # line cannot change it. Without a previous release every version counts (is there any?).
+    existing = set(inventory.versions()) | set(db_versions(project, previous))
     refusal: vs.Refusal | None = None
     if unread:
         refusal = vs.Refusal("tags_not_understood", unread)
