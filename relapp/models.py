@@ -221,6 +221,8 @@ class Job(db.Model):  # type: ignore[name-defined]
         # depth read, oldest first (issue 10: indexes for the queries that exist).
         Index("ix_jobs_release_id", "release_id", "id"),
         Index("ix_jobs_status_id", "status", "id"),
+        # /metrics: jobs by kind and status at every scrape, counted from the index alone.
+        Index("ix_jobs_kind_status", "kind", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

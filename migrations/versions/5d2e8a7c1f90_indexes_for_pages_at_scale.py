@@ -14,6 +14,8 @@
 - releases (project_id, created_at, id): the train page's window, newest cut first.
 - deployments (environment_id, status, finished_at): the train page's deploys per week.
 - deployments (job_id, id): a job's deployment, for the job page and its live stream.
+- jobs (kind, status): /metrics counts jobs by kind and status at every scrape, from the index
+  alone (an index-only scan instead of reading every row).
 
 Revision ID: 5d2e8a7c1f90
 Revises: c884c051650f
@@ -39,6 +41,7 @@ INDEXES = (
     ("ix_releases_project_created", "releases", ["project_id", "created_at", "id"]),
     ("ix_deployments_env_status_finished", "deployments", ["environment_id", "status", "finished_at"]),
     ("ix_deployments_job_id", "deployments", ["job_id", "id"]),
+    ("ix_jobs_kind_status", "jobs", ["kind", "status"]),
 )
 
 
