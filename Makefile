@@ -31,11 +31,16 @@ test: setup
 
 lint: setup
 	$(BIN)/python -m pip install --quiet ruff mypy
-	$(BIN)/ruff check relapp tests worker.py config.py
+	$(BIN)/ruff check relapp tests worker.py config.py bench
 	$(BIN)/mypy
 
+# Benchmarks print figures and ratios; none is part of `make test`. pages.py and load.py need
+# this machine's PostgreSQL and Redis on loopback (bench/README.md).
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/pages.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/load.py --make-run
 
 clean:
 	rm -rf $(VENV) node_modules instance
