@@ -493,6 +493,36 @@ def run_server(instance: Path, **extra_env: str) -> Iterator[dict[str, Any]]:
         log.close()
 
 
+@contextlib.contextmanager
+def production_server(backend: dict[str, str], tmp_path: Path, *, workers: int = 1,
+                      **extra_env: str) -> Iterator[dict[str, Any]]:
+    """The production start from the README (`gunicorn -c python:relapp.gunicorn_conf`: gevent
+    workers) on the test's database and Redis, a free port and any extra settings; yields its
+    url, port and log file, stops it with SIGTERM after."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_", "RELAPP_CONFIG", "RELAPP_INSTANCE"))}
+    env.update({"DATABASE_URL": backend["database"], "REDIS_URL": backend["redis"],
+                "RELAPP_INSTANCE": str(tmp_path / "gunicorn-instance"), "SECRET_KEY": "test-secret",
+                **extra_env})
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:relapp.gunicorn_conf", "--workers",
+             str(workers), "--bind", f"127.0.0.1:{port}", "--no-control-socket", "relapp.wsgi:app"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until_serving(url, proc, 90, pause=0.2), log.read_text()
+        yield {"url": url, "port": port, "log": log}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The real `make run` stack (see run_server), one per test module."""

@@ -11,10 +11,7 @@ from typing import Any
 from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ..embedded import EmbeddedRedisError
 from ..exceptions import NotFound, ServiceError
@@ -24,8 +21,7 @@ from . import releases as rel
 from .cards import Card, card_for
 from .live import live_key
 from .queue import StreamState, stream_state
-
-LIMIT = 50  # rows per list a region shows; older ones are on the full page's history
+from .releases_read import release_rows
 
 
 @dataclass
@@ -52,24 +48,11 @@ def release_regions(project: Project, version: str, *, since: str | None = None,
             start = rel.get_release(project, since)
         except ServiceError:  # not a version (400) or not the project's (404)
             start = None  # the page said so already, by the field; the region keeps its links plain
-    # As the release page reads them: the release's rows by their indexed release_id, with what
-    # the rows show loaded alongside, handed to the card instead of being loaded again.
-    deployments = list(db.session.scalars(
-        select(Deployment).where(Deployment.release_id == release.id)
-        .options(selectinload(Deployment.environment), selectinload(Deployment.requested_by))
-        .order_by(Deployment.id.desc())))
-    decisions = list(db.session.scalars(
-        select(Decision).where(Decision.release_id == release.id)
-        .options(selectinload(Decision.environment), selectinload(Decision.by))
-        .order_by(Decision.id.desc())))
-    set_committed_value(release, "deployments", deployments[::-1])
-    set_committed_value(release, "decisions", decisions[::-1])
+    rows = release_rows(release)  # as the release page reads them (releases_read)
     card = card_for(project, release, actor=actor)
-    jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id)
-                                   .order_by(Job.id.desc()).limit(LIMIT)))
     return ReleaseRegions(project=project, release=release, since=start, card=card,
-                          deployments=deployments[:LIMIT], decisions=decisions[:LIMIT],
-                          hotfixes=rel.hotfixes_of(release)[:LIMIT], jobs=jobs)
+                          deployments=rows.deployments, decisions=rows.decisions,
+                          hotfixes=rows.hotfixes, jobs=rows.jobs)
 
 
 @dataclass

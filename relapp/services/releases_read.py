@@ -181,8 +181,31 @@ def release_page(project: Project, version: str, *, since: str | None = None,
             fixes = [Fix(entry, presence.get(entry.sha, "unknown")) for entry in own.entries]
         except ServiceError as exc:
             fixes_error = exc.detail
-    # Each list is the release's own rows by an indexed release_id, with what its rows show
-    # loaded alongside: the page runs the same queries whatever the history or the lists hold.
+    rows = release_rows(release)
+    return ReleasePage(project=project, release=release, changelog=log, since=start,
+                       changelog_error=error, deployments=rows.deployments,
+                       decisions=rows.decisions, hotfixes=rows.hotfixes, jobs=rows.jobs,
+                       others=compare_choices(project, release), fixes=fixes,
+                       fixes_error=fixes_error,
+                       card=card_for(project, release, actor=actor),
+                       since_text=since_text, since_error=since_error, status=status)
+
+
+@dataclass(frozen=True)
+class ReleaseRows:
+    """A release's own lists, newest first, at most LIST_LIMIT rows each."""
+
+    deployments: list[Deployment]
+    decisions: list[Decision]
+    hotfixes: list[Release]
+    jobs: list[Job]
+
+
+def release_rows(release: Release) -> ReleaseRows:
+    """The release's deployments, decisions, hotfixes and jobs as its page and its live regions
+    show them: each list by the indexed release_id, with what its rows show loaded alongside, so
+    the page runs the same queries whatever the history holds. The card reads the deployments
+    and decisions too: they are handed to the relationships instead of being loaded again."""
     deployments = list(db.session.scalars(
         select(Deployment).where(Deployment.release_id == release.id)
         .options(selectinload(Deployment.environment), selectinload(Deployment.requested_by))
@@ -191,19 +214,12 @@ def release_page(project: Project, version: str, *, since: str | None = None,
         select(Decision).where(Decision.release_id == release.id)
         .options(selectinload(Decision.environment), selectinload(Decision.by))
         .order_by(Decision.id.desc())))
-    # The card reads the same rows: give them to the relationships instead of loading them again.
     set_committed_value(release, "deployments", deployments[::-1])
     set_committed_value(release, "decisions", decisions[::-1])
     jobs = list(db.session.scalars(select(Job).where(Job.release_id == release.id)
                                    .order_by(Job.id.desc()).limit(LIST_LIMIT)))
-    return ReleasePage(project=project, release=release, changelog=log, since=start,
-                       changelog_error=error, deployments=deployments[:LIST_LIMIT],
-                       decisions=decisions[:LIST_LIMIT], hotfixes=rel.hotfixes_of(release)[:LIST_LIMIT],
-                       jobs=jobs,
-                       others=compare_choices(project, release), fixes=fixes,
-                       fixes_error=fixes_error,
-                       card=card_for(project, release, actor=actor),
-                       since_text=since_text, since_error=since_error, status=status)
+    return ReleaseRows(deployments=deployments[:LIST_LIMIT], decisions=decisions[:LIST_LIMIT],
+                       hotfixes=rel.hotfixes_of(release)[:LIST_LIMIT], jobs=jobs)
 
 
 @dataclass

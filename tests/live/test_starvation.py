@@ -6,13 +6,9 @@ load suite (bench/load.py) measures the times.
 
 from __future__ import annotations
 
-import os
 import re
 import select
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from relapp.extensions import db
 from relapp.models import Job, utcnow
 from relapp.services.accounts import create_user
-from tests.conftest import ROOT, free_port, wait_until_serving
+from tests.conftest import production_server
 
 STREAMS = 60
 FIRST_BYTES_SECONDS = 120.0  # a bound for a stuck server, not a measure
@@ -123,27 +119,9 @@ def production(backend: dict[str, str], app: Any, tmp_path: Path) -> Iterator[di
         db.session.commit()
         job_id = job.id
         db.session.remove()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_", "RELAPP_CONFIG", "RELAPP_INSTANCE"))}
-    env.update({"DATABASE_URL": backend["database"], "REDIS_URL": backend["redis"],
-                "RELAPP_INSTANCE": str(tmp_path / "gunicorn-instance"), "SECRET_KEY": "test-secret",
-                "RELAPP_QUEUE": app.config["RQ_QUEUE"]})
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:relapp.gunicorn_conf", "--workers", "2",
-             "--bind", f"127.0.0.1:{port}", "--no-control-socket", "relapp.wsgi:app"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert wait_until_serving(f"http://127.0.0.1:{port}", proc, 90, pause=0.2), log.read_text()
-        yield {"url": f"http://127.0.0.1:{port}", "port": port, "job": job_id, "log": log}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    with production_server(backend, tmp_path, workers=2,
+                           RELAPP_QUEUE=app.config["RQ_QUEUE"]) as server:
+        yield {**server, "job": job_id}
 
 
 def test_sixty_open_streams_do_not_starve_the_production_start(production):

@@ -7,11 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ from relapp.models import Job
 from relapp.services.accounts import create_token, create_user
 from relapp.services.projects import sync_settings
 from relapp.settings import parse
-from tests.conftest import ROOT, free_port, signed_in, wait_until_serving
+from tests.conftest import production_server, signed_in
 
 # relapp's ids are SQL INTEGER columns: 32 bits on PostgreSQL (64 on SQLite).
 ID_MAX = 2**31 - 1
@@ -221,27 +217,8 @@ def test_bodies_are_limited_to_one_megabyte_by_default_and_configurable(site, ap
 @pytest.fixture
 def gunicorn(backend: dict[str, str], app: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The production start from the README (`gunicorn -c python:relapp.gunicorn_conf`)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_", "RELAPP_CONFIG", "RELAPP_INSTANCE"))}
-    env.update({"DATABASE_URL": backend["database"], "REDIS_URL": backend["redis"],
-                "RELAPP_INSTANCE": str(tmp_path / "gunicorn-instance"), "SECRET_KEY": "test-secret",
-                "RELAPP_MAX_BODY_BYTES": "4096"})
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:relapp.gunicorn_conf", "--workers", "1",
-             "--bind", f"127.0.0.1:{port}", "--no-control-socket", "relapp.wsgi:app"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert wait_until_serving(f"http://127.0.0.1:{port}", proc, 90, pause=0.2), log.read_text()
-        yield {"port": port, "log": log}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    with production_server(backend, tmp_path, RELAPP_MAX_BODY_BYTES="4096") as server:
+        yield server
 
 
 def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:

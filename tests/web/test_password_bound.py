@@ -9,9 +9,7 @@ through timing.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -29,7 +27,7 @@ from relapp.extensions import db, get_passwords
 from relapp.models import User
 from relapp.security import Passwords
 from relapp.services.accounts import create_user
-from tests.conftest import ROOT, free_port, login, wait_until_serving
+from tests.conftest import ROOT, login, production_server
 
 OLD = {"memory_kib": 16, "time_cost": 3, "parallelism": 2}  # not the configured parameters
 
@@ -156,26 +154,8 @@ def test_under_gevent_checks_run_in_the_threadpool_and_the_hub_keeps_serving() -
 @pytest.fixture
 def gevent_server(backend: dict[str, str], app: Any, tmp_path: Path) -> Iterator[str]:
     """The production start (`gunicorn -c python:relapp.gunicorn_conf`: the gevent worker)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_URL", "TEST_", "RELAPP_CONFIG", "RELAPP_INSTANCE"))}
-    env.update({"DATABASE_URL": backend["database"], "REDIS_URL": backend["redis"],
-                "RELAPP_INSTANCE": str(tmp_path / "gunicorn-instance"), "SECRET_KEY": "test-secret"})
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:relapp.gunicorn_conf", "--workers", "1",
-             "--bind", f"127.0.0.1:{port}", "--no-control-socket", "relapp.wsgi:app"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert wait_until_serving(f"http://127.0.0.1:{port}", proc, 90, pause=0.2), log.read_text()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    with production_server(backend, tmp_path) as server:
+        yield server["url"]
 
 
 def test_sign_in_works_on_the_gevent_worker_and_renews_an_older_hash(app, gevent_server) -> None:
