@@ -8,6 +8,8 @@ commit, and only then hand the git work (tag, cherry-pick, push) to the worker.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -517,13 +519,38 @@ def changelog(project: Project, release: Release, *, since: str | None = None) -
     start = get_release(project, since) if since else previous_of(release)
     if start is not None and not start.sha:
         raise Conflict(f"{start.version} has no commit yet.", code="not_ready")
+    return _changelog_between(project, release.sha, start.sha if start else None), start
+
+
+# A changelog is a function of two commits (immutable) and the project's team and issue rules:
+# pages that show one (the release page, the promote panel, the environments page) take it from
+# here instead of running git each time. Bounded per process; a rule change makes a new key.
+CHANGELOG_CACHE_SIZE = 256
+_changelogs: OrderedDict[tuple[Any, ...], cl.Changelog] = OrderedDict()
+_changelogs_lock = threading.Lock()
+
+
+def _changelog_between(project: Project, head: str, base: str | None) -> cl.Changelog:
+    """The changelog of the commits reachable from `head` and not from `base`."""
+    rules = teams(project)
+    key = (project.id, head, base, project.issue_key_pattern, tuple(rules))
+    with _changelogs_lock:
+        cached = _changelogs.get(key)
+        if cached is not None:
+            _changelogs.move_to_end(key)
+            return cached
     # It must exist before git runs to take the commits: a bad issue pattern (settings reject
     # one already) now fails before the git work instead of after it.
-    builder = cl.ChangelogBuilder(teams(project), project.issue_key_pattern)
+    builder = cl.ChangelogBuilder(rules, project.issue_key_pattern)
     with _clone_to_read(project) as ws:
         # Each commit is parsed as git writes it: the changelog is built during git's walk.
-        ws.commits(release.sha, [start.sha] if start and start.sha else [], on_commit=builder.add)
-    return builder.build(), start
+        ws.commits(head, [base] if base else [], on_commit=builder.add)
+    built = builder.build()
+    with _changelogs_lock:
+        _changelogs[key] = built
+        while len(_changelogs) > CHANGELOG_CACHE_SIZE:
+            _changelogs.popitem(last=False)
+    return built
 
 
 def fixes_on_main(project: Project, release: Release) -> dict[str, str]:
