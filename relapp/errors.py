@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .blueprints import converters
@@ -100,12 +101,31 @@ def init_app(app: Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="relapp"'
         return response
 
+    def _as_signed_out() -> None:
+        # The database cannot be read: the error page must not try to load the user for its
+        # navigation (Flask-Login keeps the loaded user in g._login_user).
+        g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> Any:
         log.error("database error: %s", exc.__class__.__name__)
         db.session.rollback()
+        _as_signed_out()
         return error_response(503, "The database cannot be reached right now; nothing was "
                                    "changed. Try again in a moment.", code="database_unavailable")
+
+    @app.errorhandler(PoolTimeout)
+    def pool_exhausted(exc: PoolTimeout) -> Any:
+        # Every database connection of this process stayed busy for the pool's whole timeout:
+        # an overload, not a bug. Say so and when to come back, instead of a 500.
+        log.warning("database connection pool exhausted: %s", exc)
+        db.session.rollback()
+        _as_signed_out()
+        response = make_response(error_response(
+            503, "The server is busy right now; nothing was changed. Try again in a few seconds.",
+            code="busy"))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(RedisError)
     def redis_down(exc: RedisError) -> Any:
