@@ -1,5 +1,4 @@
-"""gunicorn's worker classes (gevent, and gthread), whose own error answers are problem+json like
-relapp's.
+"""gunicorn's gevent worker, whose own error answers are problem+json like relapp's.
 
 gunicorn answers requests it refuses before relapp sees them (a request line over
 `limit_request_line`, 4094 bytes: 414; a header over `limit_request_field_size`, 8190 bytes, or
@@ -18,7 +17,6 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
-from gunicorn.workers.gthread import ThreadWorker
 
 SENTENCES = {
     400: "The request is not valid HTTP.",
@@ -90,10 +88,6 @@ class ProblemAnswers:
             util.write_nonblock(client, problem_bytes(status, reason, detail))
         except OSError:  # the client is gone: as gunicorn does, say so at debug level only
             self.log.debug("Failed to send error message.")
-
-
-class ProblemThreadWorker(ProblemAnswers, ThreadWorker):
-    """gthread, with problem+json error answers."""
 
 
 class ProblemGeventWorker(ProblemAnswers, GeventWorker):
